@@ -1,0 +1,51 @@
+// Package faissio reads and writes the files distillvq works with: dense
+// vector inputs (.npy, .fvecs, .ivecs) and FAISS index files.
+package faissio
+
+import "fmt"
+
+// Metric is a FAISS metric type, numbered as FAISS numbers it in its files.
+type Metric int32
+
+const (
+	// InnerProduct ranks by larger <q, x> (FAISS METRIC_INNER_PRODUCT).
+	InnerProduct Metric = 0
+	// L2 ranks by smaller squared Euclidean distance (FAISS METRIC_L2).
+	L2 Metric = 1
+)
+
+// String returns the CLI spelling of m: "ip" or "l2".
+func (m Metric) String() string {
+	switch m {
+	case InnerProduct:
+		return "ip"
+	case L2:
+		return "l2"
+	}
+	return fmt.Sprintf("metric(%d)", int32(m))
+}
+
+// ParseMetric parses the CLI spelling of a metric ("ip" or "l2").
+func ParseMetric(s string) (Metric, error) {
+	switch s {
+	case "ip", "IP", "inner_product", "dot":
+		return InnerProduct, nil
+	case "l2", "L2":
+		return L2, nil
+	}
+	return 0, fmt.Errorf("unknown metric %q (want ip or l2)", s)
+}
+
+// Matrix is a dense row-major float32 matrix of Rows vectors of Cols dimensions.
+type Matrix struct {
+	Rows, Cols int
+	Data       []float32 // len(Data) == Rows*Cols
+}
+
+// Row returns row i as a slice sharing m's storage.
+func (m Matrix) Row(i int) []float32 { return m.Data[i*m.Cols : (i+1)*m.Cols : (i+1)*m.Cols] }
+
+// Slice returns rows [i, j) as a matrix sharing m's storage.
+func (m Matrix) Slice(i, j int) Matrix {
+	return Matrix{Rows: j - i, Cols: m.Cols, Data: m.Data[i*m.Cols : j*m.Cols : j*m.Cols]}
+}
