@@ -1,0 +1,180 @@
+package distill
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// Model holds the trained parameters of an IVF index: the coarse centroids
+// and, for IVFPQ, the PQ codebooks of the residuals. It is what any trainer
+// (k-means, distillation) produces and what the FAISS structures are filled
+// from.
+type Model struct {
+	D      int
+	Metric faissio.Metric
+	Nlist  int
+	// Centroids are the Nlist coarse centroids, row-major (Nlist*D).
+	Centroids []float32
+	// M is the number of PQ sub-quantizers; 0 makes an IVFFlat model.
+	M, Nbits int
+	// Codebooks are FAISS's pq.centroids: [M][2^Nbits][D/M].
+	Codebooks []float32
+}
+
+// Ksub is the number of codewords of each sub-quantizer.
+func (m *Model) Ksub() int { return 1 << m.Nbits }
+
+// Dsub is the dimension of each PQ sub-space.
+func (m *Model) Dsub() int { return m.D / m.M }
+
+// CodeSize is the bytes stored per vector: 4*D for IVFFlat, ceil(M*Nbits/8)
+// bytes of bit-packed PQ codes for IVFPQ.
+func (m *Model) CodeSize() int {
+	if m.M == 0 {
+		return 4 * m.D
+	}
+	return (m.M*m.Nbits + 7) / 8
+}
+
+// Validate checks the model's dimensions against each other.
+func (m *Model) Validate() error {
+	switch {
+	case m.D < 1:
+		return fmt.Errorf("dimension %d < 1", m.D)
+	case m.Nlist < 1:
+		return fmt.Errorf("nlist %d < 1", m.Nlist)
+	case len(m.Centroids) != m.Nlist*m.D:
+		return fmt.Errorf("%d centroid floats, want nlist*d = %d", len(m.Centroids), m.Nlist*m.D)
+	case m.M < 0:
+		return fmt.Errorf("M %d < 0", m.M)
+	case m.M == 0:
+		return nil
+	case m.D%m.M != 0:
+		return fmt.Errorf("M %d does not divide d %d", m.M, m.D)
+	case m.Nbits < 1 || m.Nbits > 8:
+		return fmt.Errorf("nbits %d outside 1..8", m.Nbits)
+	case len(m.Codebooks) != m.D*m.Ksub():
+		return fmt.Errorf("%d codebook floats, want d*2^nbits = %d", len(m.Codebooks), m.D*m.Ksub())
+	}
+	return nil
+}
+
+// Assign returns each row's inverted list: the nearest centroid by L2, or
+// the largest inner product, as FAISS's IndexFlatL2 / IndexFlatIP quantizer
+// assigns it.
+func (m *Model) Assign(x faissio.Matrix) []int64 {
+	labels := make([]int32, x.Rows)
+	newAssigner(m.D, m.Nlist).assign(view(x), m.Centroids, m.Metric, labels, nil)
+	out := make([]int64, x.Rows)
+	for i, l := range labels {
+		out[i] = int64(l)
+	}
+	return out
+}
+
+// Encode returns the FAISS codes of the rows of x stored in the given lists,
+// CodeSize bytes per row: the raw little-endian floats for IVFFlat, the
+// bit-packed PQ codes of the residual x - centroid[list] for IVFPQ.
+func (m *Model) Encode(x faissio.Matrix, lists []int64) []byte {
+	cs := m.CodeSize()
+	codes := make([]byte, x.Rows*cs)
+	if m.M == 0 {
+		for i, v := range x.Data {
+			binary.LittleEndian.PutUint32(codes[4*i:], math.Float32bits(v))
+		}
+		return codes
+	}
+	const block = 4096
+	res := make([]float32, min(block, x.Rows)*m.D)
+	idx := make([]int32, min(block, x.Rows)*m.M)
+	enc := newPQEncoder(m)
+	for i0 := 0; i0 < x.Rows; i0 += block {
+		n := min(block, x.Rows-i0)
+		m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
+		enc.encode(res[:n*m.D], n, idx[:n*m.M])
+		for i := 0; i < n; i++ {
+			packCode(codes[(i0+i)*cs:(i0+i+1)*cs], idx[i*m.M:(i+1)*m.M], m.Nbits)
+		}
+	}
+	return codes
+}
+
+// residuals writes x - centroid[list] for each row into out.
+func (m *Model) residuals(x faissio.Matrix, lists []int64, out []float32) {
+	d := m.D
+	for i := 0; i < x.Rows; i++ {
+		c := m.Centroids[int(lists[i])*d : int(lists[i]+1)*d]
+		r := out[i*d : (i+1)*d]
+		for j, v := range x.Row(i) {
+			r[j] = v - c[j]
+		}
+	}
+}
+
+// pqEncoder finds, in every sub-space, each vector's nearest codeword (PQ
+// codes are always assigned by L2, whatever the index metric).
+type pqEncoder struct {
+	m       *Model
+	sub     *assigner
+	lab     []int32
+}
+
+func newPQEncoder(m *Model) *pqEncoder {
+	return &pqEncoder{m: m, sub: newAssigner(m.Dsub(), m.Ksub())}
+}
+
+// encode writes the M codeword indices of each of the n vectors in v
+// (row-major, D floats each) into idx (n*M).
+func (e *pqEncoder) encode(v []float32, n int, idx []int32) {
+	M, dsub, ksub := e.m.M, e.m.Dsub(), e.m.Ksub()
+	if cap(e.lab) < n {
+		e.lab = make([]int32, n)
+	}
+	lab := e.lab[:n]
+	for s := 0; s < M; s++ {
+		sv := strided{data: v[s*dsub:], n: n, dim: dsub, stride: e.m.D}
+		e.sub.assign(sv, e.m.Codebooks[s*ksub*dsub:(s+1)*ksub*dsub], faissio.L2, lab, nil)
+		for i, l := range lab {
+			idx[i*M+s] = l
+		}
+	}
+}
+
+// packCode packs the codeword indices into code, nbits each, least
+// significant bit first, as FAISS's PQEncoderGeneric does.
+func packCode(code []byte, idx []int32, nbits int) {
+	if nbits == 8 {
+		for i, v := range idx {
+			code[i] = byte(v)
+		}
+		return
+	}
+	clear(code)
+	bit := 0
+	for _, v := range idx {
+		for b := 0; b < nbits; b++ {
+			if v>>b&1 != 0 {
+				code[bit>>3] |= 1 << (bit & 7)
+			}
+			bit++
+		}
+	}
+}
+
+// unpackCode is the inverse of packCode.
+func unpackCode(code []byte, idx []int32, nbits int) {
+	bit := 0
+	for i := range idx {
+		var v int32
+		for b := 0; b < nbits; b++ {
+			if code[bit>>3]>>(bit&7)&1 != 0 {
+				v |= 1 << b
+			}
+			bit++
+		}
+		idx[i] = v
+	}
+}

@@ -1,0 +1,171 @@
+package distill
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// randMatrix is for checks of exactness (a kernel against brute force), never
+// of quality: those use real data.
+func randMatrix(rng *rand.Rand, n, d int) faissio.Matrix {
+	m := faissio.Matrix{Rows: n, Cols: d, Data: make([]float32, n*d)}
+	for i := range m.Data {
+		m.Data[i] = float32(rng.NormFloat64())
+	}
+	return m
+}
+
+func TestPackCodeRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for nbits := 1; nbits <= 8; nbits++ {
+		for _, M := range []int{1, 3, 8, 13} {
+			idx := make([]int32, M)
+			for i := range idx {
+				idx[i] = rng.Int32N(1 << nbits)
+			}
+			code := make([]byte, (M*nbits+7)/8)
+			packCode(code, idx, nbits)
+			got := make([]int32, M)
+			unpackCode(code, got, nbits)
+			if !slices.Equal(got, idx) {
+				t.Fatalf("nbits %d M %d: unpacked %v, packed %v", nbits, M, got, idx)
+			}
+		}
+	}
+	// FAISS packs LSB first: two 4-bit codes 0x3, 0xA make the byte 0xA3.
+	code := make([]byte, 1)
+	packCode(code, []int32{0x3, 0xA}, 4)
+	if code[0] != 0xA3 {
+		t.Fatalf("packed 4-bit codes 3,10 as %#x, want 0xa3", code[0])
+	}
+}
+
+func bruteNearest(x []float32, cent []float32, d int, metric faissio.Metric) int {
+	best, bs := -1, math.Inf(1)
+	for c := 0; c*d < len(cent); c++ {
+		var s float64
+		for j := 0; j < d; j++ {
+			if metric == faissio.L2 {
+				df := float64(x[j] - cent[c*d+j])
+				s += df * df
+			} else {
+				s -= float64(x[j]) * float64(cent[c*d+j])
+			}
+		}
+		if s < bs {
+			best, bs = c, s
+		}
+	}
+	return best
+}
+
+func TestAssignAndEncodeMatchBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n, d, nlist = 500, 24, 7
+	x := randMatrix(rng, n, d)
+	for _, metric := range []faissio.Metric{faissio.L2, faissio.InnerProduct} {
+		for _, nbits := range []int{3, 8} {
+			m := &Model{D: d, Metric: metric, Nlist: nlist, Centroids: randMatrix(rng, nlist, d).Data,
+				M: 6, Nbits: nbits, Codebooks: randMatrix(rng, 1<<nbits, d).Data}
+			if err := m.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			lists := m.Assign(x)
+			codes := m.Encode(x, lists)
+			idx := make([]int32, m.M)
+			dsub, ksub := m.Dsub(), m.Ksub()
+			mismatches := 0
+			for i := 0; i < n; i++ {
+				if want := bruteNearest(x.Row(i), m.Centroids, d, metric); int(lists[i]) != want {
+					mismatches++
+				}
+				r := make([]float32, d)
+				for j := range r {
+					r[j] = x.Row(i)[j] - m.Centroids[int(lists[i])*d+j]
+				}
+				unpackCode(codes[i*m.CodeSize():(i+1)*m.CodeSize()], idx, nbits)
+				for s := 0; s < m.M; s++ {
+					want := bruteNearest(r[s*dsub:(s+1)*dsub], m.Codebooks[s*ksub*dsub:(s+1)*ksub*dsub], dsub, faissio.L2)
+					if int(idx[s]) != want {
+						mismatches++
+					}
+				}
+			}
+			// Float32 sums in a different order may flip a near tie; nothing more.
+			if mismatches > 2 {
+				t.Errorf("%v nbits %d: %d assignments differ from brute force", metric, nbits, mismatches)
+			}
+		}
+	}
+}
+
+func TestKMeansDeterministicAndImproves(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	// Well separated blobs: k-means must find a partition far better than
+	// its random start, and use every centroid.
+	const k, d, per = 16, 8, 60
+	x := faissio.Matrix{Rows: k * per, Cols: d, Data: make([]float32, k*per*d)}
+	for c := 0; c < k; c++ {
+		center := randMatrix(rng, 1, d).Data
+		for i := 0; i < per; i++ {
+			for j := 0; j < d; j++ {
+				x.Data[(c*per+i)*d+j] = 10*center[j] + float32(rng.NormFloat64())
+			}
+		}
+	}
+	cfg := KMeansConfig{Seed: 42, Metric: faissio.L2}
+	a, err := KMeans(x, k, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := KMeans(x, k, cfg)
+	if !slices.Equal(a, b) {
+		t.Fatal("same seed gave different centroids")
+	}
+	sse := func(cent []float32) float64 {
+		var s float64
+		for i := 0; i < x.Rows; i++ {
+			c := bruteNearest(x.Row(i), cent, d, faissio.L2)
+			for j := 0; j < d; j++ {
+				df := float64(x.Row(i)[j] - cent[c*d+j])
+				s += df * df
+			}
+		}
+		return s
+	}
+	// Lloyd's iterations never raise the objective: the same seed with more
+	// iterations continues the same trajectory.
+	prev := math.Inf(1)
+	for _, it := range []int{1, 3, 10, 25} {
+		c, _ := KMeans(x, k, KMeansConfig{Seed: 42, Niter: it, Metric: faissio.L2})
+		got := sse(c)
+		if got > prev*(1+1e-6) {
+			t.Errorf("SSE rose to %.1f after %d iterations from %.1f", got, it, prev)
+		}
+		prev = got
+	}
+	if first, _ := KMeans(x, k, KMeansConfig{Seed: 42, Niter: 1, Metric: faissio.L2}); sse(a) >= sse(first) {
+		t.Errorf("25 iterations did not improve on 1")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	x := faissio.Matrix{Rows: 300, Cols: 10, Data: make([]float32, 3000)}
+	for _, c := range []Config{
+		{Nlist: 0},
+		{Nlist: 301},
+		{Nlist: 4, M: 3, Nbits: 8},
+		{Nlist: 4, M: 5, Nbits: 9},
+		{Nlist: 4, M: 5, Nbits: 0},
+		{Nlist: 4, M: 5, Nbits: 8, TrainSize: 100},
+		{Nlist: 4, TrainSize: 2},
+	} {
+		if _, err := TrainKMeans(x, c); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package distill
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// Config describes the index to train.
+type Config struct {
+	Metric faissio.Metric
+	Nlist  int
+	// M is the number of PQ sub-quantizers; 0 trains an IVFFlat model.
+	M, Nbits int
+	// TrainSize caps the random sample of documents used for training; 0
+	// means FAISS's habit: 256 points per centroid for the coarse k-means and
+	// 256 per codeword for the PQ k-means.
+	TrainSize int
+	Niter     int    // k-means iterations, IVF and PQ; 0 means 25
+	Seed      uint64 // same seed, same model
+	// Progress, when set, is told of each phase's advance.
+	Progress func(phase string, done, total int)
+}
+
+func (c Config) validate(n, d int) error {
+	switch {
+	case n < 1:
+		return fmt.Errorf("no documents to train on")
+	case c.Nlist < 1:
+		return fmt.Errorf("nlist %d must be at least 1", c.Nlist)
+	case c.Nlist > n:
+		return fmt.Errorf("nlist %d is more than the %d documents", c.Nlist, n)
+	case c.M < 0:
+		return fmt.Errorf("M %d must not be negative", c.M)
+	case c.M > 0 && d%c.M != 0:
+		return fmt.Errorf("M %d does not divide the dimension %d", c.M, d)
+	case c.M > 0 && (c.Nbits < 1 || c.Nbits > 8):
+		return fmt.Errorf("nbits %d outside 1..8", c.Nbits)
+	case c.TrainSize < 0:
+		return fmt.Errorf("train size %d must not be negative", c.TrainSize)
+	case c.TrainSize > 0 && c.TrainSize < c.Nlist:
+		return fmt.Errorf("train size %d is smaller than nlist %d", c.TrainSize, c.Nlist)
+	case c.M > 0 && c.TrainSize > 0 && c.TrainSize < 1<<c.Nbits:
+		return fmt.Errorf("train size %d is smaller than the %d codewords of 2^nbits", c.TrainSize, 1<<c.Nbits)
+	case c.M > 0 && n < 1<<c.Nbits:
+		return fmt.Errorf("%d documents cannot train 2^%d = %d PQ codewords", n, c.Nbits, 1<<c.Nbits)
+	}
+	return nil
+}
+
+func (c Config) progress(phase string) func(done, total int) {
+	if c.Progress == nil {
+		return nil
+	}
+	return func(done, total int) { c.Progress(phase, done, total) }
+}
+
+// TrainKMeans trains a model the way FAISS does: k-means for the coarse
+// centroids (spherical for inner product, as FAISS's IndexIVF sets it), then,
+// for IVFPQ, k-means in each sub-space of the residuals to the assigned
+// centroids. It is the baseline and the starting point of distillation.
+func TrainKMeans(docs faissio.Matrix, cfg Config) (*Model, error) {
+	if err := cfg.validate(docs.Rows, docs.Cols); err != nil {
+		return nil, err
+	}
+	d := docs.Cols
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x747261696e))
+	train := docs
+	size := cfg.TrainSize
+	if size == 0 {
+		size = 256 * cfg.Nlist
+		if cfg.M > 0 {
+			size = max(size, 256<<cfg.Nbits)
+		}
+	}
+	if train.Rows > size {
+		train = sampleRows(train, size, rng)
+	}
+
+	m := &Model{D: d, Metric: cfg.Metric, Nlist: cfg.Nlist, M: cfg.M, Nbits: cfg.Nbits}
+	var err error
+	m.Centroids, err = KMeans(train, cfg.Nlist, KMeansConfig{
+		Niter:     cfg.Niter,
+		Seed:      rng.Uint64(),
+		Spherical: cfg.Metric == faissio.InnerProduct,
+		Metric:    cfg.Metric,
+		Progress:  cfg.progress("IVF k-means"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.M == 0 {
+		return m, nil
+	}
+
+	pqTrain := train
+	if max := 256 << cfg.Nbits; pqTrain.Rows > max {
+		pqTrain = sampleRows(pqTrain, max, rng)
+	}
+	res := faissio.Matrix{Rows: pqTrain.Rows, Cols: d, Data: make([]float32, pqTrain.Rows*d)}
+	m.residuals(pqTrain, m.Assign(pqTrain), res.Data)
+	m.Codebooks, err = trainCodebooks(res, cfg.M, cfg.Nbits, cfg.Niter, rng.Uint64(), cfg.progress("PQ k-means"))
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// trainCodebooks runs an L2 k-means in each of the M sub-spaces of x and
+// returns the codebooks in FAISS's [M][ksub][dsub] order.
+func trainCodebooks(x faissio.Matrix, M, nbits, niter int, seed uint64, progress func(done, total int)) ([]float32, error) {
+	d, ksub := x.Cols, 1<<nbits
+	dsub := d / M
+	books := make([]float32, 0, d*ksub)
+	sub := faissio.Matrix{Rows: x.Rows, Cols: dsub, Data: make([]float32, x.Rows*dsub)}
+	for s := 0; s < M; s++ {
+		for i := 0; i < x.Rows; i++ {
+			copy(sub.Row(i), x.Row(i)[s*dsub:(s+1)*dsub])
+		}
+		cb, err := KMeans(sub, ksub, KMeansConfig{Niter: niter, Seed: seed + uint64(s), Metric: faissio.L2})
+		if err != nil {
+			return nil, fmt.Errorf("PQ sub-space %d: %w", s, err)
+		}
+		books = append(books, cb...)
+		if progress != nil {
+			progress(s+1, M)
+		}
+	}
+	return books, nil
+}
