@@ -49,3 +49,13 @@ func (m Matrix) Row(i int) []float32 { return m.Data[i*m.Cols : (i+1)*m.Cols : (
 func (m Matrix) Slice(i, j int) Matrix {
 	return Matrix{Rows: j - i, Cols: m.Cols, Data: m.Data[i*m.Cols : j*m.Cols : j*m.Cols]}
 }
+
+// MarshalText writes m as "ip" or "l2", so reports read naturally.
+func (m Metric) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText reads "ip" or "l2".
+func (m *Metric) UnmarshalText(b []byte) error {
+	v, err := ParseMetric(string(b))
+	*m = v
+	return err
+}

@@ -1,0 +1,48 @@
+# distillvq: `make demo` runs the main job on the embedded data, `make test`
+# runs every test. Both install the Debian packages they need when missing.
+SHELL := /bin/bash
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+DEB_PKGS := libfaiss-dev libopenblas-dev python3-faiss python3-numpy
+BIN := bin/distillvq
+DATA := testdata/glove20k
+
+.PHONY: all deps build demo test race bench clean
+
+all: build
+
+# Install the Debian packages that are missing (needs root, as on the dev
+# and CI machines).
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(GO) build -o $(BIN) ./cli/distillvq
+
+# The main job on the embedded GloVe set: build an IVFPQ index with our
+# training and with FAISS's, then compare their recall against exact search.
+demo: build
+	@mkdir -p out
+	$(BIN) build --docs $(DATA)/docs.npy --index ivfpq --nlist 128 --m 20 --metric ip -o out/glove20k-ivfpq.faiss
+	$(BIN) build --docs $(DATA)/docs.npy --index ivfpq --nlist 128 --m 20 --metric ip --train faiss -o out/glove20k-ivfpq-faiss.faiss
+	$(BIN) eval --docs $(DATA)/docs.npy --queries $(DATA)/queries.npy -k 10 --nprobe 1,4,8,16,32 \
+		--index out/glove20k-ivfpq.faiss --index out/glove20k-ivfpq-faiss.faiss
+	@echo "index written to $$(pwd)/out/glove20k-ivfpq.faiss"
+
+test: deps
+	DISTILLVQ_REQUIRE_PYTHON=1 $(GO) test -count=1 -timeout 60m ./...
+
+race: deps
+	$(GO) test -count=1 -race ./cgo/ ./faissio/ ./distill/
+
+# Speed and memory against FAISS in the same run; writes out/bench.md and
+# out/bench.json.
+bench: deps
+	@mkdir -p out
+	DISTILLVQ_BENCH=1 $(GO) test -count=1 -timeout 120m -run TestBenchReport -v ./cli/
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,80 @@
+// Package cli implements the distillvq command: build FAISS IVF indexes from
+// dense embeddings, search and inspect them, and compare their recall.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	ucli "github.com/urfave/cli/v3"
+)
+
+// failure marks an error found while doing the work (bad input, FAISS
+// errors), as opposed to a malformed command line: the former exits 1, the
+// latter 2.
+type failure struct{ err error }
+
+func (f failure) Error() string { return f.err.Error() }
+func (f failure) Unwrap() error { return f.err }
+
+// fail wraps err as a failure; nil stays nil.
+func fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	return failure{err}
+}
+
+// failf formats a failure.
+func failf(format string, args ...any) error { return failure{fmt.Errorf(format, args...)} }
+
+// env is what a command run writes to and whether it may draw progress bars.
+type env struct {
+	stdout, stderr io.Writer
+	interactive    bool // stderr is a terminal
+}
+
+// Main runs the distillvq command line args (args[0] is the program name)
+// and returns the process exit code: 0 on success, 1 when the work failed,
+// 2 for a malformed command line. Errors are printed to stderr as one line.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr)}
+	cmd := &ucli.Command{
+		Name:           "distillvq",
+		Usage:          "build FAISS IVF indexes whose centroids and codebooks are trained for retrieval",
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		ExitErrHandler: func(context.Context, *ucli.Command, error) {},
+		Commands: []*ucli.Command{
+			buildCommand(e),
+			searchCommand(e),
+			inspectCommand(e),
+			evalCommand(e),
+		},
+	}
+	err := cmd.Run(ctx, args)
+	if err == nil {
+		return 0
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintf(stderr, "distillvq: %s\n", msg)
+	var f failure
+	if errors.As(err, &f) {
+		return 1
+	}
+	return 2
+}
+
+// isTerminal reports whether w is a character device such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

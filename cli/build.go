@@ -1,0 +1,310 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	ucli "github.com/urfave/cli/v3"
+
+	faiss "github.com/distillvq/distillvq/cgo"
+	"github.com/distillvq/distillvq/distill"
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// BuildOptions are the parameters of one index build.
+type BuildOptions struct {
+	Docs   string // .npy file, folder or glob of shards, or .fvecs
+	IDs    string // optional .npy of int64 ids; empty means 0..n-1
+	Output string // the .faiss file to write
+
+	Index  string // "ivfpq" or "ivfflat"
+	Metric faissio.Metric
+	// Nlist, M: 0 picks the defaults (DefaultNlist, DefaultM).
+	Nlist, M, Nbits int
+	// Train is "kmeans" (our FAISS-style training) or "faiss" (FAISS's own,
+	// through cgo, for comparison).
+	Train     string
+	TrainSize int
+	Niter     int
+	Seed      uint64
+}
+
+// BuildReport says what a build made and how long each phase took.
+type BuildReport struct {
+	Output          string
+	N, D            int
+	Index           string
+	Metric          faissio.Metric
+	Nlist, M, Nbits int
+	Train           string
+	Bytes           int64
+	Read, Fit, Add  time.Duration // reading inputs, training, assigning and encoding
+	Write           time.Duration
+	CodeBytesPerVec int
+}
+
+// DefaultNlist is autofaiss's choice, 4*sqrt(n), kept at or below n/39 so
+// that every list gets the 39 training points FAISS asks for.
+func DefaultNlist(n int) int {
+	nl := int(4 * math.Sqrt(float64(n)))
+	return max(1, min(nl, n/39))
+}
+
+// DefaultM is the largest divisor of d that leaves sub-spaces of at least 4
+// dimensions and is at most 64: about 4 dimensions per byte of code for
+// small d, 64-byte codes for large d.
+func DefaultM(d int) int {
+	for m := min(64, d/4); m > 1; m-- {
+		if d%m == 0 {
+			return m
+		}
+	}
+	return 1
+}
+
+func buildCommand(e *env) *ucli.Command {
+	return &ucli.Command{
+		Name:      "build",
+		Usage:     "train an IVFPQ or IVFFlat index on dense vectors and write it as a FAISS file",
+		UsageText: "distillvq build --docs docs.npy [--index ivfpq|ivfflat] [--nlist N] [--m M] [--metric ip|l2] [--ids ids.npy] [--train kmeans|faiss] -o out.faiss",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16), a folder or glob of .npy shards, or .fvecs", Required: true},
+			&ucli.StringFlag{Name: "ids", Usage: "optional .npy of int64 ids, one per document (default 0..n-1)"},
+			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the .faiss file to write (atomically)", Required: true},
+			&ucli.StringFlag{Name: "index", Value: "ivfpq", Usage: "index type: ivfpq or ivfflat"},
+			&ucli.StringFlag{Name: "metric", Value: "ip", Usage: "ip (inner product) or l2"},
+			&ucli.IntFlag{Name: "nlist", Usage: "number of inverted lists (default 4*sqrt(n), at most n/39)"},
+			&ucli.IntFlag{Name: "m", Usage: "PQ sub-quantizers; must divide d (default: largest divisor of d <= min(64, d/4))"},
+			&ucli.IntFlag{Name: "nbits", Value: 8, Usage: "bits per PQ code, 1..8"},
+			&ucli.StringFlag{Name: "train", Value: "kmeans", Usage: "trainer: kmeans (ours, FAISS-style) or faiss (FAISS's own, for comparison)"},
+			&ucli.IntFlag{Name: "train-size", Usage: "documents sampled for training (default: 256 per centroid, as FAISS)"},
+			&ucli.IntFlag{Name: "niter", Value: 25, Usage: "k-means iterations"},
+			&ucli.Uint64Flag{Name: "seed", Value: 1234, Usage: "random seed; the same seed gives the same index"},
+			&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
+		},
+		Action: func(ctx context.Context, c *ucli.Command) error {
+			metric, err := faissio.ParseMetric(c.String("metric"))
+			if err != nil {
+				return err
+			}
+			opts := BuildOptions{
+				Docs: c.String("docs"), IDs: c.String("ids"), Output: c.String("output"),
+				Index: c.String("index"), Metric: metric,
+				Nlist: c.Int("nlist"), M: c.Int("m"), Nbits: c.Int("nbits"),
+				Train: c.String("train"), TrainSize: c.Int("train-size"), Niter: c.Int("niter"), Seed: c.Uint64("seed"),
+			}
+			if err := opts.checkFlags(); err != nil {
+				return err
+			}
+			p := newProgress(e)
+			rep, err := Build(ctx, opts, p.update)
+			p.finish()
+			if err != nil {
+				return fail(err)
+			}
+			printBuildReport(e, rep)
+			if path := c.String("report-json"); path != "" {
+				return fail(writeJSON(path, rep))
+			}
+			return nil
+		},
+	}
+}
+
+// checkFlags rejects option values that are wrong whatever the data.
+func (o *BuildOptions) checkFlags() error {
+	switch {
+	case o.Index != "ivfpq" && o.Index != "ivfflat":
+		return fmt.Errorf("--index %q: want ivfpq or ivfflat", o.Index)
+	case o.Train != "kmeans" && o.Train != "faiss":
+		return fmt.Errorf("--train %q: want kmeans or faiss", o.Train)
+	case o.Nlist < 0:
+		return fmt.Errorf("--nlist %d must be at least 1", o.Nlist)
+	case o.M < 0:
+		return fmt.Errorf("--m %d must be at least 1", o.M)
+	case o.Index == "ivfpq" && (o.Nbits < 1 || o.Nbits > 8):
+		return fmt.Errorf("--nbits %d outside 1..8", o.Nbits)
+	case o.Niter < 1:
+		return fmt.Errorf("--niter %d must be at least 1", o.Niter)
+	case o.TrainSize < 0:
+		return fmt.Errorf("--train-size %d must not be negative", o.TrainSize)
+	}
+	return nil
+}
+
+// Build reads the documents, trains the index, fills a FAISS index with every
+// document and writes it to o.Output through a temporary file, so a failure
+// at any step leaves no output behind. progress may be nil.
+func Build(ctx context.Context, o BuildOptions, progress func(phase string, done, total int)) (*BuildReport, error) {
+	if progress == nil {
+		progress = func(string, int, int) {}
+	}
+	if err := checkOutputDir(o.Output); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	docs, err := faissio.ReadVectors(o.Docs)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	if o.IDs != "" {
+		if ids, err = faissio.ReadIDs(o.IDs, docs.Rows); err != nil {
+			return nil, err
+		}
+	} else {
+		ids = make([]int64, docs.Rows)
+		for i := range ids {
+			ids[i] = int64(i)
+		}
+	}
+	rep := &BuildReport{Output: o.Output, N: docs.Rows, D: docs.Cols, Index: o.Index, Metric: o.Metric, Train: o.Train, Read: time.Since(t0)}
+	rep.Nlist = o.Nlist
+	if rep.Nlist == 0 {
+		rep.Nlist = DefaultNlist(docs.Rows)
+	}
+	if o.Index == "ivfpq" {
+		rep.M, rep.Nbits = o.M, o.Nbits
+		if rep.M == 0 {
+			rep.M = DefaultM(docs.Cols)
+		}
+	}
+	cfg := distill.Config{
+		Metric: o.Metric, Nlist: rep.Nlist, M: rep.M, Nbits: rep.Nbits,
+		TrainSize: o.TrainSize, Niter: o.Niter, Seed: o.Seed, Progress: progress,
+	}
+	if err := cfg.Check(docs.Rows, docs.Cols); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	var index *faiss.Index
+	switch o.Train {
+	case "faiss":
+		index, err = buildFAISS(docs, ids, cfg, rep)
+	default:
+		index, err = buildKMeans(ctx, docs, ids, cfg, rep, progress)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer index.Close()
+
+	t0 = time.Now()
+	err = faissio.WriteFileAtomic(o.Output, func(f *os.File) error { return index.WriteFile(f.Name()) })
+	if err != nil {
+		return nil, err
+	}
+	rep.Write = time.Since(t0)
+	if st, err := os.Stat(o.Output); err == nil {
+		rep.Bytes = st.Size()
+	}
+	return rep, nil
+}
+
+// buildKMeans trains with our k-means and fills FAISS with the codes we
+// compute.
+func buildKMeans(ctx context.Context, docs faissio.Matrix, ids []int64, cfg distill.Config, rep *BuildReport, progress func(string, int, int)) (*faiss.Index, error) {
+	t0 := time.Now()
+	model, err := distill.TrainKMeans(docs, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rep.Fit = time.Since(t0)
+	t0 = time.Now()
+	lists, codes, err := encodeAll(ctx, model, docs, progress)
+	if err != nil {
+		return nil, err
+	}
+	index, err := faiss.NewIVF(ivfParams(model, lists, ids, codes))
+	rep.Add = time.Since(t0)
+	rep.CodeBytesPerVec = model.CodeSize()
+	return index, err
+}
+
+// encodeAll assigns every document to its list and encodes it, a block at a
+// time so progress can be shown and an interrupt honoured.
+func encodeAll(ctx context.Context, model *distill.Model, docs faissio.Matrix, progress func(string, int, int)) ([]int64, []byte, error) {
+	const block = 1 << 16
+	lists := make([]int64, 0, docs.Rows)
+	codes := make([]byte, 0, docs.Rows*model.CodeSize())
+	for i := 0; i < docs.Rows; i += block {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		x := docs.Slice(i, min(i+block, docs.Rows))
+		l := model.Assign(x)
+		lists = append(lists, l...)
+		codes = append(codes, model.Encode(x, l)...)
+		progress("encode", i+x.Rows, docs.Rows)
+	}
+	return lists, codes, nil
+}
+
+// ivfParams lays a trained model and its encoded documents out as the cgo
+// package wants them.
+func ivfParams(m *distill.Model, lists, ids []int64, codes []byte) faiss.IVFParams {
+	return faiss.IVFParams{
+		D: m.D, Metric: m.Metric, Nlist: m.Nlist, Centroids: m.Centroids,
+		M: m.M, Nbits: m.Nbits, Codebooks: m.Codebooks,
+		Lists: lists, IDs: ids, Codes: codes,
+	}
+}
+
+// buildFAISS lets FAISS train and add, for a like-for-like comparison.
+func buildFAISS(docs faissio.Matrix, ids []int64, cfg distill.Config, rep *BuildReport) (*faiss.Index, error) {
+	t0 := time.Now()
+	train := docs
+	if cfg.TrainSize > 0 && cfg.TrainSize < docs.Rows {
+		train = distill.Sample(docs, cfg.TrainSize, cfg.Seed)
+	}
+	index, err := faiss.TrainFAISS(faiss.FAISSParams{
+		D: docs.Cols, Metric: cfg.Metric, Nlist: cfg.Nlist, M: cfg.M, Nbits: cfg.Nbits,
+		Seed: int(cfg.Seed % (1 << 31)), Niter: cfg.Niter,
+	}, train, docs, ids)
+	rep.Fit = time.Since(t0)
+	if err == nil {
+		if info, ierr := index.Info(); ierr == nil {
+			rep.CodeBytesPerVec = info.CodeSize
+		}
+	}
+	return index, err
+}
+
+// checkOutputDir fails early, before any training, when the output cannot be
+// written where asked.
+func checkOutputDir(path string) error {
+	if path == "" {
+		return fmt.Errorf("no output path")
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("output folder %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("output folder %s is not a folder", dir)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("output %s is a folder", path)
+	}
+	return nil
+}
+
+func printBuildReport(e *env, r *BuildReport) {
+	kind := "IVFFlat"
+	if r.Index == "ivfpq" {
+		kind = fmt.Sprintf("IVFPQ M=%d nbits=%d", r.M, r.Nbits)
+	}
+	fmt.Fprintf(e.stdout, "wrote %s: %s nlist=%d metric=%s, %d vectors of d=%d, %d bytes (%d code bytes/vector)\n",
+		r.Output, kind, r.Nlist, r.Metric, r.N, r.D, r.Bytes, r.CodeBytesPerVec)
+	fmt.Fprintf(e.stdout, "trainer %s: read %.2fs, train %.2fs, add %.2fs, write %.2fs\n",
+		r.Train, r.Read.Seconds(), r.Fit.Seconds(), r.Add.Seconds(), r.Write.Seconds())
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const (
+	gloveDir  = "../testdata/glove20k"
+	gloveDocs = gloveDir + "/docs.npy"
+	gloveQ    = gloveDir + "/queries.npy"
+	siftDir   = "../../shared/data/siftsmall"
+)
+
+// run runs the command line in-process and returns its exit code and output.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), append([]string{"distillvq"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// mustRun runs the command line and fails the test unless it succeeds.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errs := run(t, args...)
+	if code != 0 {
+		t.Fatalf("distillvq %s: exit %d: %s", strings.Join(args, " "), code, errs)
+	}
+	return out
+}
+
+// haveSift reports whether the siftsmall set lies beside the checkout.
+func haveSift() bool {
+	_, err := os.Stat(filepath.Join(siftDir, "siftsmall_base.fvecs"))
+	return err == nil
+}
+
+// pythonFAISS returns Debian's python3 when it can import faiss. Under `make
+// test` (DISTILLVQ_REQUIRE_PYTHON=1) its absence is a failure, not a skip.
+func pythonFAISS(t *testing.T) string {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import faiss, numpy").Run(); err != nil {
+		if os.Getenv("DISTILLVQ_REQUIRE_PYTHON") != "" {
+			t.Fatalf("%s cannot import faiss (apt-get install python3-faiss): %v", py, err)
+		}
+		t.Skipf("%s cannot import faiss: %v", py, err)
+	}
+	return py
+}
+
+// TestPythonFAISSLoadsOurIndexes builds every index type and metric we write
+// and checks that Python FAISS loads each file, describes it as we built it,
+// and returns the same results as our search command.
+func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
+	py := pythonFAISS(t)
+	dir := t.TempDir()
+	cases := []struct {
+		index, metric string
+		m, nbits      int
+	}{
+		{"ivfpq", "ip", 20, 8},
+		{"ivfpq", "l2", 20, 8},
+		{"ivfpq", "l2", 25, 5},
+		{"ivfpq", "ip", 10, 4},
+		{"ivfflat", "ip", 0, 0},
+		{"ivfflat", "l2", 0, 0},
+	}
+	for _, c := range cases {
+		name := fmt.Sprintf("%s-%s-m%d-b%d", c.index, c.metric, c.m, c.nbits)
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(dir, name+".faiss")
+			args := []string{"build", "--docs", gloveDocs, "--index", c.index, "--metric", c.metric, "--nlist", "64", "-o", out}
+			if c.m > 0 {
+				args = append(args, "--m", fmt.Sprint(c.m), "--nbits", fmt.Sprint(c.nbits))
+			}
+			mustRun(t, args...)
+			ids, scores := filepath.Join(dir, name+".ids.npy"), filepath.Join(dir, name+".scores.npy")
+			const k, nprobe = 10, 8
+			mustRun(t, "search", "--index", out, "--queries", gloveQ, "-k", fmt.Sprint(k), "--nprobe", fmt.Sprint(nprobe),
+				"--ids-out", ids, "--scores-out", scores)
+			cmd := exec.Command(py, "testdata/interop.py", out, gloveQ, fmt.Sprint(k), fmt.Sprint(nprobe), ids, scores)
+			res, err := cmd.Output()
+			if err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					t.Fatalf("python: %v: %s", err, ee.Stderr)
+				}
+				t.Fatal(err)
+			}
+			var got struct {
+				D, Ntotal, Metric, Nlist, M, Nbits int
+				Type                               string
+				IDsEqual                           bool    `json:"ids_equal"`
+				RowsDiff                           int     `json:"rows_with_different_ids"`
+				MaxScoreDiff                       float64 `json:"max_score_diff"`
+			}
+			if err := json.Unmarshal(res, &got); err != nil {
+				t.Fatalf("python output %q: %v", res, err)
+			}
+			wantMetric := map[string]int{"ip": 0, "l2": 1}[c.metric]
+			if got.D != 100 || got.Ntotal != 20000 || got.Nlist != 64 || got.Metric != wantMetric || got.M != c.m || got.Nbits != c.nbits {
+				t.Errorf("Python FAISS sees %+v", got)
+			}
+			if !got.IDsEqual || got.MaxScoreDiff > 1e-5 {
+				t.Errorf("Python FAISS results differ from ours: %d query rows with other ids, max relative score diff %g", got.RowsDiff, got.MaxScoreDiff)
+			}
+		})
+	}
+}
