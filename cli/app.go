@@ -56,6 +56,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			evalCommand(e),
 		},
 	}
+	for _, sub := range cmd.Commands {
+		sub.OnUsageError = usageError
+	}
+	cmd.OnUsageError = usageError
 	err := cmd.Run(ctx, args)
 	if err == nil {
 		return 0
@@ -67,6 +71,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 2
+}
+
+// usageError returns a command-line mistake as one line that points to the
+// help, instead of printing the whole help text.
+func usageError(_ context.Context, cmd *ucli.Command, err error, _ bool) error {
+	return fmt.Errorf("%w (see %s --help)", err, cmd.FullName())
 }
 
 // isTerminal reports whether w is a character device such as a terminal.

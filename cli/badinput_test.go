@@ -68,7 +68,6 @@ func TestBadInputFailsCleanly(t *testing.T) {
 		{"1-D array", build(oneD), "1-D"},
 		{"M does not divide d", build(gloveDocs, "--m", "7"), "does not divide"},
 		{"nlist above n", build(gloveDocs, "--nlist", "20001"), "nlist 20001"},
-		{"nbits above 8", build(gloveDocs, "--nbits", "9"), "nbits"},
 		{"missing output folder", []string{"build", "--docs", gloveDocs, "-o", filepath.Join(dir, "no", "such", "x.faiss")}, "output folder"},
 		{"query dim mismatch", []string{"search", "--index", good, "--queries", wrongDim}, "d=3"},
 		{"not a FAISS file", []string{"search", "--index", garbage, "--queries", gloveQ}, "garbage.faiss"},
@@ -122,6 +121,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--metric", "cosine"},
 		{"search", "--index", "x.faiss", "--queries", gloveQ, "-k", "0"},
 		{"build", "--no-such-flag"},
+		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nbits", "9"},
 	} {
 		code, _, stderr := run(t, args...)
 		if code != 2 {

@@ -36,16 +36,35 @@ type BuildOptions struct {
 
 // BuildReport says what a build made and how long each phase took.
 type BuildReport struct {
-	Output          string
-	N, D            int
-	Index           string
-	Metric          faissio.Metric
-	Nlist, M, Nbits int
-	Train           string
-	Bytes           int64
-	Read, Fit, Add  time.Duration // reading inputs, training, assigning and encoding
-	Write           time.Duration
-	CodeBytesPerVec int
+	Output          string         `json:"output"`
+	N               int            `json:"n"`
+	D               int            `json:"d"`
+	Index           string         `json:"index"`
+	Metric          faissio.Metric `json:"metric"`
+	Nlist           int            `json:"nlist"`
+	M               int            `json:"m"`
+	Nbits           int            `json:"nbits"`
+	Train           string         `json:"train"`
+	Bytes           int64          `json:"bytes"`
+	CodeBytesPerVec int            `json:"code_bytes_per_vector"`
+	// Phase times: reading inputs, training, assigning and encoding (for
+	// --train faiss, FAISS's train and add together are Fit), writing.
+	Read  time.Duration `json:"read_ns"`
+	Fit   time.Duration `json:"train_ns"`
+	Add   time.Duration `json:"add_ns"`
+	Write time.Duration `json:"write_ns"`
+}
+
+// writeJSON writes v as indented JSON, atomically.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return faissio.WriteFileAtomic(path, func(f *os.File) error {
+		_, err := f.Write(append(b, '\n'))
+		return err
+	})
 }
 
 // DefaultNlist is autofaiss's choice, 4*sqrt(n), kept at or below n/39 so

@@ -11,8 +11,8 @@ import (
 // KMeansConfig holds the settings of one k-means run. The zero value of each
 // field means FAISS's default (ClusteringParameters in FAISS 1.7.3).
 type KMeansConfig struct {
-	Niter                int   // Lloyd iterations; 0 means 25
-	MaxPointsPerCentroid int   // the sample is capped at K*MaxPointsPerCentroid; 0 means 256
+	Niter                int    // Lloyd iterations; 0 means 25
+	MaxPointsPerCentroid int    // the sample is capped at K*MaxPointsPerCentroid; 0 means 256
 	Seed                 uint64 // seeds sampling, initialisation and cluster splitting
 	// Spherical renormalises centroids to unit norm after each update, as FAISS
 	// does for an inner-product IVF quantizer.
@@ -226,4 +226,9 @@ func (a *assigner) assign(v strided, cent []float32, metric faissio.Metric, labe
 			}
 		}
 	}
+}
+
+// Sample returns m distinct rows of x drawn at random with the given seed.
+func Sample(x faissio.Matrix, m int, seed uint64) faissio.Matrix {
+	return sampleRows(x, m, rand.New(rand.NewPCG(seed, 0x73616d706c65)))
 }

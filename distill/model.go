@@ -117,9 +117,9 @@ func (m *Model) residuals(x faissio.Matrix, lists []int64, out []float32) {
 // pqEncoder finds, in every sub-space, each vector's nearest codeword (PQ
 // codes are always assigned by L2, whatever the index metric).
 type pqEncoder struct {
-	m       *Model
-	sub     *assigner
-	lab     []int32
+	m   *Model
+	sub *assigner
+	lab []int32
 }
 
 func newPQEncoder(m *Model) *pqEncoder {

@@ -23,7 +23,9 @@ type Config struct {
 	Progress func(phase string, done, total int)
 }
 
-func (c Config) validate(n, d int) error {
+// Check reports whether the configuration can train on n documents of
+// dimension d, so a build can fail before any work.
+func (c Config) Check(n, d int) error {
 	switch {
 	case n < 1:
 		return fmt.Errorf("no documents to train on")
@@ -61,7 +63,7 @@ func (c Config) progress(phase string) func(done, total int) {
 // for IVFPQ, k-means in each sub-space of the residuals to the assigned
 // centroids. It is the baseline and the starting point of distillation.
 func TrainKMeans(docs faissio.Matrix, cfg Config) (*Model, error) {
-	if err := cfg.validate(docs.Rows, docs.Cols); err != nil {
+	if err := cfg.Check(docs.Rows, docs.Cols); err != nil {
 		return nil, err
 	}
 	d := docs.Cols

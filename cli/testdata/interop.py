@@ -14,7 +14,7 @@ path, qpath, k, nprobe, ids_path, scores_path = sys.argv[1:7]
 k, nprobe = int(k), int(nprobe)
 index = faiss.read_index(path)
 q = np.ascontiguousarray(np.load(qpath).astype(np.float32))
-ivf = faiss.extract_index_ivf(index)
+ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
 info = {"d": index.d, "ntotal": int(index.ntotal), "metric": int(index.metric_type),
         "nlist": int(ivf.nlist), "type": type(ivf).__name__}
 if hasattr(ivf, "pq"):
