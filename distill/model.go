@@ -87,19 +87,25 @@ func (m *Model) Encode(x faissio.Matrix, lists []int64) []byte {
 		}
 		return codes
 	}
+	idx := make([]uint8, x.Rows*m.M)
+	m.encodeIndices(x, lists, idx)
+	for i := 0; i < x.Rows; i++ {
+		packCode(codes[i*cs:(i+1)*cs], idx[i*m.M:(i+1)*m.M], m.Nbits)
+	}
+	return codes
+}
+
+// encodeIndices writes the M codeword indices of each row's residual into
+// idx (x.Rows*M), a block of rows at a time.
+func (m *Model) encodeIndices(x faissio.Matrix, lists []int64, idx []uint8) {
 	const block = 4096
 	res := make([]float32, min(block, x.Rows)*m.D)
-	idx := make([]int32, min(block, x.Rows)*m.M)
 	enc := newPQEncoder(m)
 	for i0 := 0; i0 < x.Rows; i0 += block {
 		n := min(block, x.Rows-i0)
 		m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
-		enc.encode(res[:n*m.D], n, idx[:n*m.M])
-		for i := 0; i < n; i++ {
-			packCode(codes[(i0+i)*cs:(i0+i+1)*cs], idx[i*m.M:(i+1)*m.M], m.Nbits)
-		}
+		enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
 	}
-	return codes
 }
 
 // residuals writes x - centroid[list] for each row into out.
@@ -128,7 +134,7 @@ func newPQEncoder(m *Model) *pqEncoder {
 
 // encode writes the M codeword indices of each of the n vectors in v
 // (row-major, D floats each) into idx (n*M).
-func (e *pqEncoder) encode(v []float32, n int, idx []int32) {
+func (e *pqEncoder) encode(v []float32, n int, idx []uint8) {
 	M, dsub, ksub := e.m.M, e.m.Dsub(), e.m.Ksub()
 	if cap(e.lab) < n {
 		e.lab = make([]int32, n)
@@ -138,18 +144,16 @@ func (e *pqEncoder) encode(v []float32, n int, idx []int32) {
 		sv := strided{data: v[s*dsub:], n: n, dim: dsub, stride: e.m.D}
 		e.sub.assign(sv, e.m.Codebooks[s*ksub*dsub:(s+1)*ksub*dsub], faissio.L2, lab, nil)
 		for i, l := range lab {
-			idx[i*M+s] = l
+			idx[i*M+s] = uint8(l)
 		}
 	}
 }
 
 // packCode packs the codeword indices into code, nbits each, least
 // significant bit first, as FAISS's PQEncoderGeneric does.
-func packCode(code []byte, idx []int32, nbits int) {
+func packCode(code []byte, idx []uint8, nbits int) {
 	if nbits == 8 {
-		for i, v := range idx {
-			code[i] = byte(v)
-		}
+		copy(code, idx)
 		return
 	}
 	clear(code)
@@ -165,10 +169,10 @@ func packCode(code []byte, idx []int32, nbits int) {
 }
 
 // unpackCode is the inverse of packCode.
-func unpackCode(code []byte, idx []int32, nbits int) {
+func unpackCode(code []byte, idx []uint8, nbits int) {
 	bit := 0
 	for i := range idx {
-		var v int32
+		var v uint8
 		for b := 0; b < nbits; b++ {
 			if code[bit>>3]>>(bit&7)&1 != 0 {
 				v |= 1 << b

@@ -23,13 +23,13 @@ func TestPackCodeRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for nbits := 1; nbits <= 8; nbits++ {
 		for _, M := range []int{1, 3, 8, 13} {
-			idx := make([]int32, M)
+			idx := make([]uint8, M)
 			for i := range idx {
-				idx[i] = rng.Int32N(1 << nbits)
+				idx[i] = uint8(rng.IntN(1 << nbits))
 			}
 			code := make([]byte, (M*nbits+7)/8)
 			packCode(code, idx, nbits)
-			got := make([]int32, M)
+			got := make([]uint8, M)
 			unpackCode(code, got, nbits)
 			if !slices.Equal(got, idx) {
 				t.Fatalf("nbits %d M %d: unpacked %v, packed %v", nbits, M, got, idx)
@@ -38,7 +38,7 @@ func TestPackCodeRoundTrip(t *testing.T) {
 	}
 	// FAISS packs LSB first: two 4-bit codes 0x3, 0xA make the byte 0xA3.
 	code := make([]byte, 1)
-	packCode(code, []int32{0x3, 0xA}, 4)
+	packCode(code, []uint8{0x3, 0xA}, 4)
 	if code[0] != 0xA3 {
 		t.Fatalf("packed 4-bit codes 3,10 as %#x, want 0xa3", code[0])
 	}
@@ -76,7 +76,7 @@ func TestAssignAndEncodeMatchBruteForce(t *testing.T) {
 			}
 			lists := m.Assign(x)
 			codes := m.Encode(x, lists)
-			idx := make([]int32, m.M)
+			idx := make([]uint8, m.M)
 			dsub, ksub := m.Dsub(), m.Ksub()
 			mismatches := 0
 			for i := 0; i < n; i++ {

@@ -1,0 +1,445 @@
+// Package faiss is distillvq's only contact with FAISS. It builds IVF indexes
+// from parameters trained elsewhere, trains FAISS's own indexes for
+// comparison, and searches, reads and writes indexes, through a small C++
+// shim over FAISS's C++ API (Debian's static libfaiss has no C API).
+//
+// Errors carry FAISS's own message on one line, prefixed by what was
+// attempted. Nothing built here keeps a reference to Go memory.
+package faiss
+
+/*
+#cgo CXXFLAGS: -std=c++17 -O2 -fopenmp
+#cgo LDFLAGS: -lfaiss -lopenblas -lgomp -lstdc++ -lm
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"runtime"
+	"strings"
+	"unsafe"
+
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// Index owns one FAISS index. Its methods may be called from several
+// goroutines at once, except Close.
+type Index struct {
+	p       *C.dvq_index
+	d       int
+	cleanup runtime.Cleanup
+}
+
+var errClosed = errors.New("faiss: index is closed")
+
+// location matches the "Error in <function> at <file>:<line>: " that FAISS
+// puts before its messages; it names FAISS's build tree, not the problem.
+var location = regexp.MustCompile(`^Error in .*? at \S+:\d+: `)
+
+// cError converts a message from the shim into an error and frees it.
+func cError(msg *C.char, format string, args ...any) error {
+	if msg == nil {
+		return nil
+	}
+	s := C.GoString(msg)
+	C.free(unsafe.Pointer(msg))
+	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
+	for i, l := range lines {
+		lines[i] = strings.TrimSpace(l)
+	}
+	s = location.ReplaceAllString(strings.Join(lines, " "), "")
+	return fmt.Errorf("faiss: %s: %s", fmt.Sprintf(format, args...), s)
+}
+
+// newIndex takes ownership of p; the cleanup frees indexes the caller
+// forgets to Close.
+func newIndex(p *C.dvq_index) (*Index, error) {
+	ix := &Index{p: p}
+	ix.cleanup = runtime.AddCleanup(ix, func(p *C.dvq_index) { C.dvq_delete(p) }, p)
+	info, err := ix.Info()
+	if err != nil {
+		ix.Close()
+		return nil, err
+	}
+	ix.d = info.D
+	return ix, nil
+}
+
+// Close deletes the index. Further calls do nothing. It must not run
+// concurrently with any other method of ix, Search included.
+func (ix *Index) Close() error {
+	if ix.p != nil {
+		ix.cleanup.Stop()
+		C.dvq_delete(ix.p)
+		ix.p = nil
+	}
+	return nil
+}
+
+func ptr[T any](s []T) unsafe.Pointer {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&s[0])
+}
+
+// checkMatrix reports a matrix whose storage does not match its shape.
+func checkMatrix(name string, m faissio.Matrix, d int) error {
+	if m.Rows < 0 || m.Cols != d || len(m.Data) != m.Rows*m.Cols {
+		return fmt.Errorf("%s is %dx%d with %d values, want %d columns", name, m.Rows, m.Cols, len(m.Data), d)
+	}
+	return nil
+}
+
+func checkMetric(m faissio.Metric) error {
+	if m != faissio.InnerProduct && m != faissio.L2 {
+		return fmt.Errorf("unsupported metric %v", m)
+	}
+	return nil
+}
+
+// IVFParams describes an IVF index whose parameters were trained outside
+// FAISS. M == 0 means an IndexIVFFlat; otherwise an IndexIVFPQ that encodes
+// residuals from the list centroids.
+type IVFParams struct {
+	D      int
+	Metric faissio.Metric // the coarse quantizer is IndexFlatIP or IndexFlatL2 to match
+	Nlist  int
+
+	// Centroids holds the Nlist list centroids, row-major.
+	Centroids []float32
+
+	// M is the number of PQ sub-quantizers and Nbits (1 to 8) the bits per
+	// sub-quantizer code; both are 0 for IVFFlat.
+	M, Nbits int
+
+	// Codebooks holds the PQ centroids in FAISS's order [M][2^Nbits][D/M].
+	Codebooks []float32
+
+	// Lists and IDs give the list number and the id of each vector.
+	Lists []int64
+	IDs   []int64
+
+	// Codes holds CodeSize bytes per vector: for IVFFlat the D float32 of
+	// the vector, little-endian; for IVFPQ ceil(M*Nbits/8) bytes packed
+	// least significant bit first, as FAISS's PQ encoder packs them.
+	Codes []byte
+}
+
+// CodeSize is the number of bytes of Codes per vector.
+func (p *IVFParams) CodeSize() int {
+	if p.M == 0 {
+		return 4 * p.D
+	}
+	return (p.M*p.Nbits + 7) / 8
+}
+
+func (p *IVFParams) check() error {
+	if p.D < 1 || p.D > math.MaxInt32 {
+		return fmt.Errorf("dimension %d out of range", p.D)
+	}
+	if err := checkMetric(p.Metric); err != nil {
+		return err
+	}
+	if p.Nlist < 1 {
+		return fmt.Errorf("nlist %d, want at least 1", p.Nlist)
+	}
+	if len(p.Centroids) != p.Nlist*p.D {
+		return fmt.Errorf("%d centroid values, want nlist*d = %d", len(p.Centroids), p.Nlist*p.D)
+	}
+	if err := checkPQ(p.D, p.M, p.Nbits); err != nil {
+		return err
+	}
+	want := 0
+	if p.M > 0 {
+		want = p.D << p.Nbits
+	}
+	if len(p.Codebooks) != want {
+		return fmt.Errorf("%d codebook values, want M*2^nbits*(d/M) = %d", len(p.Codebooks), want)
+	}
+	n := len(p.Lists)
+	if len(p.IDs) != n {
+		return fmt.Errorf("%d ids for %d list numbers", len(p.IDs), n)
+	}
+	if len(p.Codes) != n*p.CodeSize() {
+		return fmt.Errorf("%d code bytes, want %d vectors * %d", len(p.Codes), n, p.CodeSize())
+	}
+	for i, l := range p.Lists {
+		if l < 0 || l >= int64(p.Nlist) {
+			return fmt.Errorf("vector %d: list number %d out of range [0, %d)", i, l, p.Nlist)
+		}
+	}
+	return nil
+}
+
+// checkPQ checks a PQ shape; M == 0 means no PQ.
+func checkPQ(d, m, nbits int) error {
+	switch {
+	case m == 0 && nbits != 0:
+		return fmt.Errorf("nbits %d without PQ (M = 0)", nbits)
+	case m < 0:
+		return fmt.Errorf("M %d, want at least 0", m)
+	case m > 0 && d%m != 0:
+		return fmt.Errorf("dimension %d not a multiple of M %d", d, m)
+	case m > 0 && (nbits < 1 || nbits > 8):
+		return fmt.Errorf("nbits %d out of range [1, 8]", nbits)
+	}
+	return nil
+}
+
+// NewIVF builds an IndexIVFFlat or IndexIVFPQ holding exactly p: FAISS
+// trains nothing and encodes nothing. Within a list, vectors keep their
+// order in p. The index has no direct map and its default nprobe is 1.
+func NewIVF(p IVFParams) (*Index, error) {
+	if err := p.check(); err != nil {
+		return nil, fmt.Errorf("faiss: new IVF index: %w", err)
+	}
+	var out *C.dvq_index
+	msg := C.dvq_new_ivf(C.int32_t(p.D), C.int32_t(p.Metric), C.int64_t(p.Nlist),
+		(*C.float)(ptr(p.Centroids)), C.int32_t(p.M), C.int32_t(p.Nbits), (*C.float)(ptr(p.Codebooks)),
+		C.int64_t(len(p.Lists)), (*C.int64_t)(ptr(p.Lists)), (*C.int64_t)(ptr(p.IDs)), (*C.uint8_t)(ptr(p.Codes)),
+		&out)
+	if err := cError(msg, "new IVF index"); err != nil {
+		return nil, err
+	}
+	return newIndex(out)
+}
+
+// NewFlat returns an exact IndexFlatIP or IndexFlatL2 holding the rows of x
+// with ids 0..x.Rows-1, the ground truth that IVF results are measured
+// against.
+func NewFlat(metric faissio.Metric, x faissio.Matrix) (*Index, error) {
+	if err := checkMetric(metric); err != nil {
+		return nil, fmt.Errorf("faiss: new flat index: %w", err)
+	}
+	if x.Cols < 1 || x.Cols > math.MaxInt32 {
+		return nil, fmt.Errorf("faiss: new flat index: dimension %d out of range", x.Cols)
+	}
+	if err := checkMatrix("vectors", x, x.Cols); err != nil {
+		return nil, fmt.Errorf("faiss: new flat index: %w", err)
+	}
+	var out *C.dvq_index
+	msg := C.dvq_new_flat(C.int32_t(x.Cols), C.int32_t(metric), C.int64_t(x.Rows), (*C.float)(ptr(x.Data)), &out)
+	if err := cError(msg, "new flat index"); err != nil {
+		return nil, err
+	}
+	return newIndex(out)
+}
+
+// FAISSParams are FAISS's own training settings, for the comparison
+// baseline. M == 0 means IVFFlat.
+type FAISSParams struct {
+	D      int
+	Metric faissio.Metric
+	Nlist  int
+	M      int
+	Nbits  int
+	Seed   int // k-means seed of both the coarse quantizer and the PQ
+	Niter  int // k-means iterations; 0 keeps FAISS's default, 25
+}
+
+// TrainFAISS trains an IndexIVFPQ or IndexIVFFlat the way FAISS trains it
+// for a Python user of index_factory(d, "IVF{nlist},PQ{M}x{nbits}") (FAISS
+// samples at most 256 training points per centroid and uses spherical
+// k-means for inner product), except that polysemous training is off, and
+// then adds docs with ids (nil ids number them 0..docs.Rows-1). With the
+// same settings both write byte-identical files.
+func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index, error) {
+	err := func() error {
+		if p.D < 1 || p.D > math.MaxInt32 {
+			return fmt.Errorf("dimension %d out of range", p.D)
+		}
+		if err := checkMetric(p.Metric); err != nil {
+			return err
+		}
+		if p.Nlist < 1 {
+			return fmt.Errorf("nlist %d, want at least 1", p.Nlist)
+		}
+		if err := checkPQ(p.D, p.M, p.Nbits); err != nil {
+			return err
+		}
+		if p.Seed < math.MinInt32 || p.Seed > math.MaxInt32 || p.Niter < 0 || p.Niter > math.MaxInt32 {
+			return fmt.Errorf("seed %d or niter %d out of range", p.Seed, p.Niter)
+		}
+		if err := checkMatrix("training set", train, p.D); err != nil {
+			return err
+		}
+		if train.Rows < p.Nlist {
+			return fmt.Errorf("%d training vectors for %d lists", train.Rows, p.Nlist)
+		}
+		if err := checkMatrix("documents", docs, p.D); err != nil {
+			return err
+		}
+		if ids != nil && len(ids) != docs.Rows {
+			return fmt.Errorf("%d ids for %d documents", len(ids), docs.Rows)
+		}
+		return nil
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("faiss: train: %w", err)
+	}
+	var out *C.dvq_index
+	msg := C.dvq_train(C.int32_t(p.D), C.int32_t(p.Metric), C.int64_t(p.Nlist), C.int32_t(p.M), C.int32_t(p.Nbits),
+		C.int32_t(p.Seed), C.int32_t(p.Niter),
+		C.int64_t(train.Rows), (*C.float)(ptr(train.Data)),
+		C.int64_t(docs.Rows), (*C.float)(ptr(docs.Data)), (*C.int64_t)(ptr(ids)),
+		&out)
+	if err := cError(msg, "train"); err != nil {
+		return nil, err
+	}
+	return newIndex(out)
+}
+
+// Search returns the k nearest neighbours of each row of q, as q.Rows*k
+// distances and labels, row-major. Slots FAISS could not fill have label -1.
+// An IVF index (also one wrapped in an IndexPreTransform) probes nprobe
+// lists, given to FAISS per call so that concurrent searches do not
+// interfere; other indexes ignore nprobe.
+func (ix *Index) Search(q faissio.Matrix, k, nprobe int) (dist []float32, labels []int64, err error) {
+	if ix.p == nil {
+		return nil, nil, errClosed
+	}
+	if err := checkMatrix("query matrix", q, ix.d); err != nil {
+		return nil, nil, fmt.Errorf("faiss: search: %w (the index dimension)", err)
+	}
+	if k < 1 {
+		return nil, nil, fmt.Errorf("faiss: search: k %d, want at least 1", k)
+	}
+	dist = make([]float32, q.Rows*k)
+	labels = make([]int64, q.Rows*k)
+	if q.Rows == 0 {
+		return dist, labels, nil
+	}
+	msg := C.dvq_search(ix.p, C.int64_t(q.Rows), (*C.float)(ptr(q.Data)), C.int64_t(k), C.int64_t(nprobe),
+		(*C.float)(ptr(dist)), (*C.int64_t)(ptr(labels)))
+	runtime.KeepAlive(ix)
+	if err := cError(msg, "search"); err != nil {
+		return nil, nil, err
+	}
+	return dist, labels, nil
+}
+
+// ReadIndex reads an index file of any type FAISS knows.
+func ReadIndex(path string) (*Index, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var out *C.dvq_index
+	if err := cError(C.dvq_read(cpath, &out), "read index %s", path); err != nil {
+		return nil, err
+	}
+	return newIndex(out)
+}
+
+// WriteFile writes the index to path with FAISS's own writer. It writes in
+// place; callers wanting an atomic replacement write a temporary file and
+// rename it.
+func (ix *Index) WriteFile(path string) error {
+	if ix.p == nil {
+		return errClosed
+	}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	msg := C.dvq_write(ix.p, cpath)
+	runtime.KeepAlive(ix)
+	return cError(msg, "write index %s", path)
+}
+
+// Info describes an index, for inspection. For an IndexPreTransform the IVF
+// fields (Nlist, M, Nbits, CodeSize, ByResidual, ListSizes) describe the
+// index it wraps.
+type Info struct {
+	Type       string // FAISS class name: "IndexIVFPQ", "IndexIVFFlat", "IndexFlatIP", "IndexPreTransform", ...
+	D          int
+	Ntotal     int64
+	Metric     faissio.Metric
+	Nlist      int
+	M, Nbits   int
+	CodeSize   int
+	ByResidual bool
+	ListSizes  []int64 // vectors per list; nil if not an IVF index
+}
+
+// Info describes ix.
+func (ix *Index) Info() (Info, error) {
+	if ix.p == nil {
+		return Info{}, errClosed
+	}
+	var ci C.dvq_info
+	if err := cError(C.dvq_info_get(ix.p, &ci), "info"); err != nil {
+		return Info{}, err
+	}
+	info := Info{
+		Type:       C.GoString(&ci.type_name[0]),
+		D:          int(ci.d),
+		Ntotal:     int64(ci.ntotal),
+		Metric:     faissio.Metric(ci.metric),
+		Nlist:      int(ci.nlist),
+		M:          int(ci.m),
+		Nbits:      int(ci.nbits),
+		CodeSize:   int(ci.code_size),
+		ByResidual: ci.by_residual != 0,
+	}
+	if ci.is_ivf != 0 {
+		info.ListSizes = make([]int64, info.Nlist)
+		if info.Nlist > 0 {
+			msg := C.dvq_list_sizes(ix.p, (*C.int64_t)(ptr(info.ListSizes)))
+			if err := cError(msg, "info"); err != nil {
+				return Info{}, err
+			}
+		}
+	}
+	runtime.KeepAlive(ix)
+	return info, nil
+}
+
+// IVFParams extracts the contents of an IndexIVFFlat or IndexIVFPQ (with
+// residual encoding and a flat coarse quantizer): NewIVF of the result
+// rebuilds an index that FAISS writes byte for byte the same. The vectors
+// come list by list, in list order.
+func (ix *Index) IVFParams() (IVFParams, error) {
+	info, err := ix.Info()
+	if err != nil {
+		return IVFParams{}, err
+	}
+	if info.ListSizes == nil || info.Type != "IndexIVFFlat" && info.Type != "IndexIVFPQ" {
+		return IVFParams{}, fmt.Errorf("faiss: IVF parameters: %s is not an IndexIVFFlat or IndexIVFPQ", info.Type)
+	}
+	var n int64
+	for _, s := range info.ListSizes {
+		n += s
+	}
+	p := IVFParams{
+		D:         info.D,
+		Metric:    info.Metric,
+		Nlist:     info.Nlist,
+		Centroids: make([]float32, info.Nlist*info.D),
+		M:         info.M,
+		Nbits:     info.Nbits,
+		Lists:     make([]int64, n),
+		IDs:       make([]int64, n),
+		Codes:     make([]byte, int(n)*info.CodeSize),
+	}
+	if p.M > 0 {
+		p.Codebooks = make([]float32, p.D<<p.Nbits)
+	}
+	msg := C.dvq_ivf_extract(ix.p, (*C.float)(ptr(p.Centroids)), (*C.float)(ptr(p.Codebooks)),
+		(*C.int64_t)(ptr(p.Lists)), (*C.int64_t)(ptr(p.IDs)), (*C.uint8_t)(ptr(p.Codes)))
+	runtime.KeepAlive(ix)
+	if err := cError(msg, "IVF parameters"); err != nil {
+		return IVFParams{}, err
+	}
+	return p, nil
+}
+
+// SetThreads sets the number of threads OpenBLAS uses from now on; n <= 0
+// restores its default (all cores). OpenBLAS owns the cores: FAISS's own
+// OpenMP loops run on one thread unless OMP_NUM_THREADS is set, because the
+// two pools together oversubscribe a small machine (see shim.cpp).
+func SetThreads(n int) {
+	C.dvq_set_threads(C.int32_t(min(n, math.MaxInt32)))
+}

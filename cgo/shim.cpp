@@ -1,0 +1,388 @@
+// C shim over FAISS's C++ API; see shim.h for the conventions.
+
+#include "shim.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <cxxabi.h>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <typeinfo>
+#include <vector>
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
+
+// Declared here because the cblas.h found first may be netlib's, while we
+// link OpenBLAS.
+extern "C" void openblas_set_num_threads(int);
+extern "C" int openblas_get_num_threads(void);
+
+struct dvq_index {};  // never defined: dvq_index* is a faiss::Index*
+
+namespace {
+
+using idx_t = int64_t;
+
+faiss::Index* idx(dvq_index* p) { return reinterpret_cast<faiss::Index*>(p); }
+const faiss::Index* idx(const dvq_index* p) { return reinterpret_cast<const faiss::Index*>(p); }
+dvq_index* handle(faiss::Index* p) { return reinterpret_cast<dvq_index*>(p); }
+
+char* message(const char* s) {
+	size_t n = std::strlen(s);
+	char* m = static_cast<char*>(std::malloc(n + 1));
+	if (m != nullptr) {
+		std::memcpy(m, s, n + 1);
+	}
+	return m;
+}
+
+// The requested thread count, or 0 for the defaults recorded on first use.
+std::atomic<int> threads{0};
+std::once_flag defaults_once;
+int omp_default = 1;
+int blas_default = 1;
+
+// record_defaults runs before any thread count is set, so that a later
+// request for the defaults can restore them.
+//
+// Who owns the cores: OpenBLAS (its own pthreads) runs the heavy products,
+// FAISS's training and ours alike, so OpenMP gets one thread unless the
+// user sets OMP_NUM_THREADS. Both pools at full size on two cores made
+// FAISS's IVFPQ training 9x slower here (47 s against 5.3 s on GloVe 20k):
+// OpenMP's idle threads spin while OpenBLAS's work.
+void record_defaults() {
+	std::call_once(defaults_once, [] {
+		omp_default = std::getenv("OMP_NUM_THREADS") != nullptr ? omp_get_max_threads() : 1;
+		blas_default = openblas_get_num_threads();
+	});
+}
+
+// apply_threads sets the OpenMP thread count on the calling thread: OpenMP
+// keeps it per thread and Go runs each call on whichever thread it likes.
+void apply_threads() {
+	record_defaults();
+	int n = threads.load();
+	omp_set_num_threads(n > 0 ? n : omp_default);
+}
+
+// guard runs f, turning any exception into a message.
+template <typename F>
+char* guard(F f) {
+	try {
+		apply_threads();
+		f();
+		return nullptr;
+	} catch (const faiss::FaissException& e) {
+		return message(e.what());
+	} catch (const std::exception& e) {
+		return message(e.what());
+	} catch (...) {
+		return message("unknown C++ exception");
+	}
+}
+
+faiss::MetricType metric_type(int32_t m) {
+	return m == 0 ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
+}
+
+faiss::IndexFlat* new_quantizer(int32_t d, int32_t metric) {
+	if (metric == 0) {
+		return new faiss::IndexFlatIP(d);
+	}
+	return new faiss::IndexFlatL2(d);
+}
+
+// search_nprobe searches ix, giving nprobe to the first IVF index on the
+// way down; the index itself is never modified, so concurrent calls are safe.
+void search_nprobe(const faiss::Index* ix, idx_t n, const float* x, idx_t k,
+		idx_t nprobe, float* dist, idx_t* labels) {
+	if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix)) {
+		FAISS_THROW_IF_NOT_MSG(nprobe >= 1, "nprobe must be at least 1");
+		faiss::SearchParametersIVF params;
+		params.nprobe = size_t(nprobe);
+		ivf->search(n, x, k, dist, labels, &params);
+		return;
+	}
+	if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix)) {
+		const float* xt = pt->apply_chain(n, x);
+		std::unique_ptr<const float[]> del(xt == x ? nullptr : xt);
+		search_nprobe(pt->index, n, xt, k, nprobe, dist, labels);
+		return;
+	}
+	ix->search(n, x, k, dist, labels);
+}
+
+// type_name is the C++ class name without the faiss:: qualifiers.
+std::string type_name(const faiss::Index* ix) {
+	const char* mangled = typeid(*ix).name();
+	int status = 0;
+	char* dem = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+	std::string s = (status == 0 && dem != nullptr) ? dem : mangled;
+	std::free(dem);
+	const std::string ns = "faiss::";
+	for (size_t p; (p = s.find(ns)) != std::string::npos;) {
+		s.erase(p, ns.size());
+	}
+	return s;
+}
+
+const faiss::IndexIVF* inner_ivf(const faiss::Index* ix) {
+	if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix)) {
+		ix = pt->index;
+	}
+	return dynamic_cast<const faiss::IndexIVF*>(ix);
+}
+
+}  // namespace
+
+extern "C" {
+
+char* dvq_new_ivf(int32_t d, int32_t metric, int64_t nlist, const float* centroids,
+		int32_t m, int32_t nbits, const float* codebooks,
+		int64_t n, const int64_t* lists, const int64_t* ids, const uint8_t* codes,
+		dvq_index** out) {
+	return guard([&] {
+		*out = nullptr;
+		// The quantizer must learn its centroids through add: filling its
+		// storage directly leaves ntotal at 0 and every search fails.
+		std::unique_ptr<faiss::IndexFlat> q(new_quantizer(d, metric));
+		q->add(nlist, centroids);
+
+		std::unique_ptr<faiss::IndexIVF> ivf;
+		faiss::IndexIVFPQ* pq = nullptr;
+		if (m == 0) {
+			ivf.reset(new faiss::IndexIVFFlat(q.get(), d, size_t(nlist), metric_type(metric)));
+		} else {
+			pq = new faiss::IndexIVFPQ(q.get(), d, size_t(nlist), size_t(m), size_t(nbits),
+					metric_type(metric));
+			ivf.reset(pq);
+			FAISS_THROW_IF_NOT(pq->pq.centroids.size() == size_t(d) << nbits);
+			std::memcpy(pq->pq.centroids.data(), codebooks, pq->pq.centroids.size() * sizeof(float));
+			pq->pq.transposed_centroids.clear();
+			pq->pq.centroids_sq_lengths.clear();
+			pq->do_polysemous_training = false;
+		}
+		ivf->own_fields = true;
+		q.release();
+		ivf->is_trained = true;
+
+		// Group the entries by list with a stable counting sort, so that
+		// each list gets one add_entries in the caller's order.
+		size_t cs = ivf->code_size;
+		std::vector<idx_t> start(nlist + 1, 0);
+		for (idx_t i = 0; i < n; i++) {
+			FAISS_THROW_IF_NOT_FMT(lists[i] >= 0 && lists[i] < nlist,
+					"list number %ld of vector %ld out of range", long(lists[i]), long(i));
+			start[lists[i] + 1]++;
+		}
+		for (idx_t l = 0; l < nlist; l++) {
+			start[l + 1] += start[l];
+		}
+		std::vector<idx_t> order(n);
+		std::vector<idx_t> fill(start.begin(), start.end() - 1);
+		for (idx_t i = 0; i < n; i++) {
+			order[fill[lists[i]]++] = i;
+		}
+		std::vector<idx_t> lids;
+		std::vector<uint8_t> lcodes;
+		for (idx_t l = 0; l < nlist; l++) {
+			idx_t size = start[l + 1] - start[l];
+			if (size == 0) {
+				continue;
+			}
+			lids.resize(size);
+			lcodes.resize(size * cs);
+			for (idx_t j = 0; j < size; j++) {
+				idx_t i = order[start[l] + j];
+				lids[j] = ids[i];
+				std::memcpy(&lcodes[j * cs], codes + i * cs, cs);
+			}
+			ivf->invlists->add_entries(l, size, lids.data(), lcodes.data());
+		}
+		ivf->ntotal = n;
+
+		// The table depends on the quantizer and the codebooks, so it is
+		// built last.
+		if (pq != nullptr) {
+			pq->precompute_table();
+		}
+		*out = handle(ivf.release());
+	});
+}
+
+char* dvq_new_flat(int32_t d, int32_t metric, int64_t n, const float* x, dvq_index** out) {
+	return guard([&] {
+		*out = nullptr;
+		std::unique_ptr<faiss::IndexFlat> f(new_quantizer(d, metric));
+		if (n > 0) {
+			f->add(n, x);
+		}
+		*out = handle(f.release());
+	});
+}
+
+char* dvq_train(int32_t d, int32_t metric, int64_t nlist, int32_t m, int32_t nbits,
+		int32_t seed, int32_t niter,
+		int64_t ntrain, const float* train,
+		int64_t n, const float* docs, const int64_t* ids,
+		dvq_index** out) {
+	return guard([&] {
+		*out = nullptr;
+		std::unique_ptr<faiss::IndexFlat> q(new_quantizer(d, metric));
+		std::unique_ptr<faiss::IndexIVF> ivf;
+		if (m == 0) {
+			ivf.reset(new faiss::IndexIVFFlat(q.get(), d, size_t(nlist), metric_type(metric)));
+		} else {
+			auto pq = new faiss::IndexIVFPQ(q.get(), d, size_t(nlist), size_t(m), size_t(nbits),
+					metric_type(metric));
+			ivf.reset(pq);
+			pq->do_polysemous_training = false;
+			pq->pq.cp.seed = seed;
+			if (niter > 0) {
+				pq->pq.cp.niter = niter;
+			}
+		}
+		ivf->own_fields = true;
+		q.release();
+		ivf->cp.seed = seed;
+		if (niter > 0) {
+			ivf->cp.niter = niter;
+		}
+		ivf->train(ntrain, train);
+		if (n > 0) {
+			ivf->add_with_ids(n, docs, ids);
+		}
+		*out = handle(ivf.release());
+	});
+}
+
+char* dvq_search(const dvq_index* ix, int64_t n, const float* x, int64_t k, int64_t nprobe,
+		float* dist, int64_t* labels) {
+	return guard([&] { search_nprobe(idx(ix), n, x, k, nprobe, dist, labels); });
+}
+
+char* dvq_read(const char* path, dvq_index** out) {
+	return guard([&] {
+		*out = nullptr;
+		*out = handle(faiss::read_index(path));
+	});
+}
+
+char* dvq_write(const dvq_index* ix, const char* path) {
+	return guard([&] { faiss::write_index(idx(ix), path); });
+}
+
+void dvq_delete(dvq_index* ix) {
+	delete idx(ix);
+}
+
+char* dvq_info_get(const dvq_index* ix, dvq_info* out) {
+	return guard([&] {
+		const faiss::Index* x = idx(ix);
+		std::memset(out, 0, sizeof *out);
+		std::string name = type_name(x);
+		std::strncpy(out->type_name, name.c_str(), sizeof out->type_name - 1);
+		out->d = x->d;
+		out->ntotal = x->ntotal;
+		out->metric = int32_t(x->metric_type);
+		if (auto fc = dynamic_cast<const faiss::IndexFlatCodes*>(x)) {
+			out->code_size = int64_t(fc->code_size);
+		}
+		if (auto ivf = inner_ivf(x)) {
+			out->is_ivf = ivf->invlists != nullptr;
+			out->nlist = int64_t(ivf->nlist);
+			out->code_size = int64_t(ivf->code_size);
+			if (auto pq = dynamic_cast<const faiss::IndexIVFPQ*>(ivf)) {
+				out->m = int32_t(pq->pq.M);
+				out->nbits = int32_t(pq->pq.nbits);
+				out->by_residual = pq->by_residual;
+			}
+		}
+	});
+}
+
+char* dvq_list_sizes(const dvq_index* ix, int64_t* sizes) {
+	return guard([&] {
+		const faiss::IndexIVF* ivf = inner_ivf(idx(ix));
+		FAISS_THROW_IF_NOT_MSG(ivf != nullptr && ivf->invlists != nullptr,
+				"not an IVF index with inverted lists");
+		for (size_t l = 0; l < ivf->nlist; l++) {
+			sizes[l] = int64_t(ivf->invlists->list_size(l));
+		}
+	});
+}
+
+char* dvq_ivf_extract(const dvq_index* ix, float* centroids, float* codebooks,
+		int64_t* lists, int64_t* ids, uint8_t* codes) {
+	return guard([&] {
+		const faiss::Index* x = idx(ix);
+		const std::type_info& t = typeid(*x);
+		FAISS_THROW_IF_NOT_FMT(t == typeid(faiss::IndexIVFFlat) || t == typeid(faiss::IndexIVFPQ),
+				"%s is not an IndexIVFFlat or IndexIVFPQ", type_name(x).c_str());
+		auto ivf = static_cast<const faiss::IndexIVF*>(x);
+		FAISS_THROW_IF_NOT_MSG(ivf->invlists != nullptr, "index has no inverted lists");
+		FAISS_THROW_IF_NOT_MSG(
+				x->metric_type == faiss::METRIC_L2 || x->metric_type == faiss::METRIC_INNER_PRODUCT,
+				"metric is neither inner product nor L2");
+		auto q = dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
+		FAISS_THROW_IF_NOT_FMT(q != nullptr && q->metric_type == x->metric_type,
+				"coarse quantizer %s is not a flat index with the index's metric",
+				type_name(ivf->quantizer).c_str());
+		FAISS_THROW_IF_NOT_FMT(q->ntotal == idx_t(ivf->nlist),
+				"coarse quantizer holds %ld centroids for %ld lists",
+				long(q->ntotal), long(ivf->nlist));
+		if (ivf->nlist > 0) {
+			q->reconstruct_n(0, q->ntotal, centroids);
+		}
+		if (auto pq = dynamic_cast<const faiss::IndexIVFPQ*>(ivf)) {
+			FAISS_THROW_IF_NOT_MSG(pq->by_residual, "IVFPQ index does not encode residuals");
+			std::memcpy(codebooks, pq->pq.centroids.data(), pq->pq.centroids.size() * sizeof(float));
+		}
+		const faiss::InvertedLists* il = ivf->invlists;
+		size_t cs = ivf->code_size;
+		FAISS_THROW_IF_NOT(il->code_size == cs);
+		size_t pos = 0;
+		for (size_t l = 0; l < ivf->nlist; l++) {
+			size_t size = il->list_size(l);
+			if (size == 0) {
+				continue;
+			}
+			faiss::InvertedLists::ScopedIds lid(il, l);
+			faiss::InvertedLists::ScopedCodes lcode(il, l);
+			std::memcpy(ids + pos, lid.get(), size * sizeof(idx_t));
+			std::memcpy(codes + pos * cs, lcode.get(), size * cs);
+			for (size_t j = 0; j < size; j++) {
+				lists[pos + j] = int64_t(l);
+			}
+			pos += size;
+		}
+	});
+}
+
+void dvq_set_threads(int32_t n) {
+	record_defaults();
+	openblas_set_num_threads(n > 0 ? n : blas_default);
+}
+
+void dvq_sgemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
+		float alpha, const float* a, int32_t lda, const float* b, int32_t ldb,
+		float beta, float* c, int32_t ldc) {
+	cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+			trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // extern "C"

@@ -1,0 +1,145 @@
+package distill
+
+import (
+	"container/heap"
+	"runtime"
+	"sync"
+
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// Teacher holds, for each training query, its K best documents by exact
+// search over the dense vectors, best first, with their scores.
+type Teacher struct {
+	K      int
+	IDs    []int32   // queries*K document rows
+	Scores []float32 // queries*K exact scores, on the Score scale
+}
+
+// Score is the exact similarity of q and x under metric: <q,x> for inner
+// product, -||q-x||^2 for L2 (larger is better for both).
+func Score(metric faissio.Metric, q, x []float32) float32 {
+	if metric == faissio.L2 {
+		var s float32
+		for i, v := range q {
+			d := v - x[i]
+			s += d * d
+		}
+		return -s
+	}
+	return dot(q, x)
+}
+
+func dot(a, b []float32) float32 {
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return s0 + s1 + s2 + s3
+}
+
+// ExactTopK computes the teacher: the top-k documents of every query by exact
+// search, with sgemm over blocks of queries and documents. exclude, when not
+// nil, names one document per query (its own row, for pseudo-queries drawn
+// from the documents; -1 for none) that must not be among its results.
+func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclude []int32) *Teacher {
+	k = min(k, docs.Rows)
+	t := &Teacher{K: k, IDs: make([]int32, queries.Rows*k), Scores: make([]float32, queries.Rows*k)}
+	var norms []float32
+	if metric == faissio.L2 {
+		norms = make([]float32, docs.Rows)
+		for i := range norms {
+			x := docs.Row(i)
+			norms[i] = dot(x, x)
+		}
+	}
+	const qBlock, dBlock = 256, 16384
+	dots := make([]float32, qBlock*min(dBlock, docs.Rows))
+	workers := runtime.GOMAXPROCS(0)
+	for q0 := 0; q0 < queries.Rows; q0 += qBlock {
+		nq := min(qBlock, queries.Rows-q0)
+		heaps := make([]topHeap, nq)
+		for d0 := 0; d0 < docs.Rows; d0 += dBlock {
+			nd := min(dBlock, docs.Rows-d0)
+			sgemm(false, true, nq, nd, docs.Cols, 1, queries.Data[q0*queries.Cols:], queries.Cols,
+				docs.Data[d0*docs.Cols:], docs.Cols, 0, dots, nd)
+			// Selection is plain Go; BLAS is idle here, so goroutines own the cores.
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					for i := w; i < nq; i += workers {
+						h := &heaps[i]
+						ex := int32(-1)
+						if exclude != nil {
+							ex = exclude[q0+i]
+						}
+						row := dots[i*nd : (i+1)*nd]
+						for j, s := range row {
+							if norms != nil {
+								s = 2*s - norms[d0+j]
+							}
+							id := int32(d0 + j)
+							if len(h.s) < k {
+								if id != ex {
+									heap.Push(h, entry{s, id})
+								}
+							} else if s > h.s[0].s && id != ex {
+								h.s[0] = entry{s, id}
+								heap.Fix(h, 0)
+							}
+						}
+					}
+				}(w)
+			}
+			wg.Wait()
+		}
+		for i := range heaps {
+			h := &heaps[i]
+			var qn float32
+			if norms != nil {
+				q := queries.Row(q0 + i)
+				qn = dot(q, q)
+			}
+			for r := len(h.s) - 1; r >= 0; r-- {
+				e := heap.Pop(h).(entry)
+				t.IDs[(q0+i)*k+r] = e.id
+				// For L2 the kept score is 2<q,x> - ||x||^2; the true
+				// -||q-x||^2 subtracts ||q||^2.
+				t.Scores[(q0+i)*k+r] = e.s - qn
+			}
+		}
+	}
+	return t
+}
+
+type entry struct {
+	s  float32
+	id int32
+}
+
+// topHeap is a min-heap of the best entries seen so far.
+type topHeap struct{ s []entry }
+
+func (h topHeap) Len() int { return len(h.s) }
+func (h topHeap) Less(i, j int) bool {
+	if h.s[i].s != h.s[j].s {
+		return h.s[i].s < h.s[j].s
+	}
+	return h.s[i].id > h.s[j].id
+}
+func (h topHeap) Swap(i, j int) { h.s[i], h.s[j] = h.s[j], h.s[i] }
+func (h *topHeap) Push(x any)   { h.s = append(h.s, x.(entry)) }
+func (h *topHeap) Pop() any {
+	e := h.s[len(h.s)-1]
+	h.s = h.s[:len(h.s)-1]
+	return e
+}
