@@ -32,6 +32,15 @@ type BuildOptions struct {
 	TrainSize int
 	Niter     int
 	Seed      uint64
+
+	// Distillation (Train == "distill").
+	Queries string // training queries; empty: pseudo-queries from the docs
+	Qrels   string // optional labelled positives: query_index<TAB>doc_row lines
+	Distill distill.DistillConfig
+	// ExportLists is "train" (keep each document in its training-time list)
+	// or "nearest" (re-assign to the nearest learned centroid).
+	ExportLists string
+	LogJSON     string // write the training curve here
 }
 
 // BuildReport says what a build made and how long each phase took.
@@ -105,6 +114,23 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.IntFlag{Name: "niter", Value: 25, Usage: "k-means iterations"},
 			&ucli.Uint64Flag{Name: "seed", Value: 1234, Usage: "random seed; the same seed gives the same index"},
 			&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
+			&ucli.StringFlag{Name: "queries", Category: "distillation", Usage: "training queries (.npy); default: pseudo-queries drawn from the documents"},
+			&ucli.IntFlag{Name: "pseudo-queries", Category: "distillation", Usage: "documents drawn as queries when --queries is not given (default min(10000, n/5))"},
+			&ucli.StringFlag{Name: "qrels", Category: "distillation", Usage: "labelled positives: query_index<TAB>doc_row per line"},
+			&ucli.IntFlag{Name: "val", Category: "distillation", Usage: "training queries held out to report recall each epoch (default min(500, 10%); -1 none)"},
+			&ucli.IntFlag{Name: "topk", Category: "distillation", Value: 200, Usage: "teacher's top documents per query"},
+			&ucli.StringFlag{Name: "negatives", Category: "distillation", Value: "inbatch", Usage: "other candidates: inbatch, random or none"},
+			&ucli.IntFlag{Name: "in-batch", Category: "distillation", Value: 200, Usage: "negatives per query"},
+			&ucli.StringFlag{Name: "loss", Category: "distillation", Value: "listnet", Usage: "listnet, kl, mse, margin-mse or ranknet"},
+			&ucli.StringFlag{Name: "ivf-loss", Category: "distillation", Value: "list", Usage: "list (softmax over all lists) or doc (the paper's doc-level loss)"},
+			&ucli.FloatFlag{Name: "temperature", Category: "distillation", Value: 0.1, Usage: "softmax temperature, in units of the median spread of the teacher's top-k scores"},
+			&ucli.FloatFlag{Name: "ivf-weight", Category: "distillation", Usage: "weight of the IVF loss (default: scaled to the PQ loss on the first batch)"},
+			&ucli.IntFlag{Name: "epochs", Category: "distillation", Value: 8, Usage: "passes over the training queries"},
+			&ucli.IntFlag{Name: "batch", Category: "distillation", Value: 256, Usage: "queries per step"},
+			&ucli.FloatFlag{Name: "lr-ivf", Category: "distillation", Value: 0.01, Usage: "Adam learning rate of the centroids, in units of the documents' coordinate RMS"},
+			&ucli.FloatFlag{Name: "lr-pq", Category: "distillation", Value: 0.01, Usage: "Adam learning rate of the codebooks, same units"},
+			&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "train", Usage: "train (keep training-time lists) or nearest (re-assign to learned centroids)"},
+			&ucli.StringFlag{Name: "log-json", Category: "distillation", Usage: "write the training curve (loss, validation recall per epoch) as JSON"},
 		},
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			metric, err := faissio.ParseMetric(c.String("metric"))
@@ -116,6 +142,13 @@ func buildCommand(e *env) *ucli.Command {
 				Index: c.String("index"), Metric: metric,
 				Nlist: c.Int("nlist"), M: c.Int("m"), Nbits: c.Int("nbits"),
 				Train: c.String("train"), TrainSize: c.Int("train-size"), Niter: c.Int("niter"), Seed: c.Uint64("seed"),
+				Queries: c.String("queries"), Qrels: c.String("qrels"), ExportLists: c.String("export-lists"), LogJSON: c.String("log-json"),
+				Distill: distill.DistillConfig{
+					PseudoQueries: c.Int("pseudo-queries"), Val: c.Int("val"), TopK: c.Int("topk"),
+					Negatives: c.String("negatives"), InBatch: c.Int("in-batch"), Loss: c.String("loss"), IVFLoss: c.String("ivf-loss"),
+					Temperature: c.Float("temperature"), IVFWeight: c.Float("ivf-weight"), Epochs: c.Int("epochs"), Batch: c.Int("batch"),
+					LRIVF: c.Float("lr-ivf"), LRPQ: c.Float("lr-pq"),
+				},
 			}
 			if err := opts.checkFlags(); err != nil {
 				return err
@@ -140,8 +173,10 @@ func (o *BuildOptions) checkFlags() error {
 	switch {
 	case o.Index != "ivfpq" && o.Index != "ivfflat":
 		return fmt.Errorf("--index %q: want ivfpq or ivfflat", o.Index)
-	case o.Train != "kmeans" && o.Train != "faiss":
-		return fmt.Errorf("--train %q: want kmeans or faiss", o.Train)
+	case o.Train != "kmeans" && o.Train != "faiss" && o.Train != "distill":
+		return fmt.Errorf("--train %q: want distill, kmeans or faiss", o.Train)
+	case o.ExportLists != "" && o.ExportLists != "train" && o.ExportLists != "nearest":
+		return fmt.Errorf("--export-lists %q: want train or nearest", o.ExportLists)
 	case o.Nlist < 0:
 		return fmt.Errorf("--nlist %d must be at least 1", o.Nlist)
 	case o.M < 0:
@@ -208,6 +243,8 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 	switch o.Train {
 	case "faiss":
 		index, err = buildFAISS(docs, ids, cfg, rep)
+	case "distill":
+		index, err = buildDistill(ctx, o, docs, ids, cfg, rep, progress)
 	default:
 		index, err = buildKMeans(ctx, docs, ids, cfg, rep, progress)
 	}
@@ -246,6 +283,88 @@ func buildKMeans(ctx context.Context, docs faissio.Matrix, ids []int64, cfg dist
 	rep.Add = time.Since(t0)
 	rep.CodeBytesPerVec = model.CodeSize()
 	return index, err
+}
+
+// buildDistill starts from our k-means model and distils it from the dense
+// teacher, then fills FAISS with every document encoded by the learned
+// parameters.
+func buildDistill(ctx context.Context, o BuildOptions, docs faissio.Matrix, ids []int64, cfg distill.Config, rep *BuildReport, progress func(string, int, int)) (*faiss.Index, error) {
+	dc := o.Distill
+	if o.Queries != "" {
+		q, err := faissio.ReadVectors(o.Queries)
+		if err != nil {
+			return nil, err
+		}
+		if q.Cols != docs.Cols {
+			return nil, fmt.Errorf("training queries %s have d=%d but documents have d=%d", o.Queries, q.Cols, docs.Cols)
+		}
+		dc.Queries = q
+	}
+	if o.Qrels != "" {
+		if o.Queries == "" {
+			return nil, fmt.Errorf("--qrels needs --queries: labels refer to training queries")
+		}
+		qrels, err := faissio.ReadQrels(o.Qrels, dc.Queries.Rows)
+		if err != nil {
+			return nil, err
+		}
+		if dc.Qrels, err = qrelRows(qrels, ids); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Qrels, err)
+		}
+	}
+	t0 := time.Now()
+	init, err := distill.TrainKMeans(docs, cfg)
+	if err != nil {
+		return nil, err
+	}
+	lists := init.Assign(docs)
+	dc.Seed = o.Seed
+	dc.Progress = func(st distill.EpochStats) {
+		progress(fmt.Sprintf("distill loss %.3g val R@10 %.3f", st.LossPQ+st.LossIVF, st.ValRecall), st.Epoch, st.Epochs)
+	}
+	model, curve, err := distill.Distill(docs, init, lists, dc)
+	if err != nil {
+		return nil, err
+	}
+	rep.Fit = time.Since(t0)
+	if o.LogJSON != "" {
+		if err := writeJSON(o.LogJSON, curve); err != nil {
+			return nil, err
+		}
+	}
+	t0 = time.Now()
+	var codes []byte
+	if o.ExportLists == "nearest" {
+		lists, codes, err = encodeAll(ctx, model, docs, progress)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		codes = model.Encode(docs, lists)
+	}
+	index, err := faiss.NewIVF(ivfParams(model, lists, ids, codes))
+	rep.Add = time.Since(t0)
+	rep.CodeBytesPerVec = model.CodeSize()
+	return index, err
+}
+
+// qrelRows maps labelled document ids to document rows.
+func qrelRows(qrels [][]int64, ids []int64) ([][]int32, error) {
+	row := make(map[int64]int32, len(ids))
+	for i, id := range ids {
+		row[id] = int32(i)
+	}
+	out := make([][]int32, len(qrels))
+	for q, labelled := range qrels {
+		for _, id := range labelled {
+			r, ok := row[id]
+			if !ok {
+				return nil, fmt.Errorf("query %d: document id %d is not among the documents", q, id)
+			}
+			out[q] = append(out[q], r)
+		}
+	}
+	return out, nil
 }
 
 // encodeAll assigns every document to its list and encodes it, a block at a
