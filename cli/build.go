@@ -129,6 +129,7 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.IntFlag{Name: "batch", Category: "distillation", Value: 256, Usage: "queries per step"},
 			&ucli.FloatFlag{Name: "lr-ivf", Category: "distillation", Value: 0.01, Usage: "Adam learning rate of the centroids, in units of the documents' coordinate RMS"},
 			&ucli.FloatFlag{Name: "lr-pq", Category: "distillation", Value: 0.01, Usage: "Adam learning rate of the codebooks, same units"},
+			&ucli.StringFlag{Name: "encode", Category: "distillation", Value: "weighted", Usage: "PQ encoding for inner product: weighted (minimise the expected query-score error) or l2 (FAISS's)"},
 			&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "train", Usage: "train (keep training-time lists) or nearest (re-assign to learned centroids)"},
 			&ucli.StringFlag{Name: "log-json", Category: "distillation", Usage: "write the training curve (loss, validation recall per epoch) as JSON"},
 		},
@@ -147,7 +148,7 @@ func buildCommand(e *env) *ucli.Command {
 					PseudoQueries: c.Int("pseudo-queries"), Val: c.Int("val"), TopK: c.Int("topk"),
 					Negatives: c.String("negatives"), InBatch: c.Int("in-batch"), Loss: c.String("loss"), IVFLoss: c.String("ivf-loss"),
 					Temperature: c.Float("temperature"), IVFWeight: c.Float("ivf-weight"), Epochs: c.Int("epochs"), Batch: c.Int("batch"),
-					LRIVF: c.Float("lr-ivf"), LRPQ: c.Float("lr-pq"),
+					LRIVF: c.Float("lr-ivf"), LRPQ: c.Float("lr-pq"), Encode: c.String("encode"),
 				},
 			}
 			if err := opts.checkFlags(); err != nil {

@@ -47,6 +47,12 @@ type DistillConfig struct {
 	// first batch, as the reference code does.
 	IVFWeight float64
 
+	// Encode is how documents get their PQ codes, in training and at export:
+	// "weighted" (default for inner product) minimises the expected error of
+	// the query score, (u-û)ᵀE[qqᵀ](u-û), over the training queries; "l2"
+	// is FAISS's nearest codeword. For L2 search only "l2" is used.
+	Encode string
+
 	Epochs int // default 8
 	Batch  int // queries per step, default 256
 	// LRIVF and LRPQ are Adam learning rates in units of the RMS of the
@@ -99,9 +105,14 @@ func (c *DistillConfig) defaults(n, nlist int) error {
 	if c.IVFLoss == "" {
 		c.IVFLoss = "list"
 	}
+	if c.Encode == "" {
+		c.Encode = "weighted"
+	}
 	switch {
 	case c.Negatives != "inbatch" && c.Negatives != "none" && c.Negatives != "random":
 		return fmt.Errorf("negatives %q: want inbatch, none or random", c.Negatives)
+	case c.Encode != "weighted" && c.Encode != "l2":
+		return fmt.Errorf("encode %q: want weighted or l2", c.Encode)
 	case c.IVFLoss != "list" && c.IVFLoss != "doc":
 		return fmt.Errorf("IVF loss %q: want list or doc", c.IVFLoss)
 	case c.TopK < 1 || c.Epochs < 1 || c.Batch < 1 || c.InBatch < 0:
@@ -170,6 +181,9 @@ func Distill(docs faissio.Matrix, init *Model, lists []int64, cfg DistillConfig)
 			copy(queries.Row(i), docs.Row(r))
 			exclude[i] = int32(r)
 		}
+	}
+	if cfg.Encode == "weighted" && t.metric == faissio.InnerProduct && m.M > 0 {
+		m.EncodeWeight = SecondMoment(queries)
 	}
 	teacher := ExactTopK(docs, queries, cfg.TopK, t.metric, exclude)
 	K := teacher.K

@@ -22,6 +22,13 @@ type Model struct {
 	M, Nbits int
 	// Codebooks are FAISS's pq.centroids: [M][2^Nbits][D/M].
 	Codebooks []float32
+	// EncodeWeight, when set, is a D×D symmetric positive semi-definite
+	// matrix W, and each residual u gets the codes that minimise the
+	// weighted error (u-û)ᵀW(u-û) instead of ||u-û||². With W the second
+	// moment of the queries, E[qqᵀ], that is the expected squared error of
+	// the inner-product score q·û, the error that reorders results. It is
+	// an encoding rule only: FAISS stores and searches the codes as usual.
+	EncodeWeight []float32
 }
 
 // Ksub is the number of codewords of each sub-quantizer.
@@ -105,8 +112,15 @@ func (m *Model) encodeIndices(x faissio.Matrix, lists []int64, idx []uint8) {
 		n := min(block, x.Rows-i0)
 		m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
 		enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
+		if m.EncodeWeight != nil {
+			enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], weightedPasses)
+		}
 	}
 }
+
+// weightedPasses is the number of sweeps over the sub-spaces when encoding
+// under EncodeWeight; on GloVe 100k a third sweep changed under 1% of codes.
+const weightedPasses = 2
 
 // residuals writes x - centroid[list] for each row into out.
 func (m *Model) residuals(x faissio.Matrix, lists []int64, out []float32) {
@@ -147,6 +161,97 @@ func (e *pqEncoder) encode(v []float32, n int, idx []uint8) {
 			idx[i*M+s] = uint8(l)
 		}
 	}
+}
+
+// refineWeighted improves the codes idx of the n residuals in u (n×D) for
+// the weighted error eᵀWe by iterated conditional modes: each sub-space in
+// turn takes the codeword that minimises the error with the others fixed.
+// With e the current error and g = We, moving sub-space s from codeword k
+// to k' changes the error by const - 2 c_k'·(g_s + W_ss c_k) + c_k'ᵀW_ss c_k',
+// so one sgemm per sub-space scores every codeword of every residual.
+func (e *pqEncoder) refineWeighted(u []float32, n int, idx []uint8, passes int) {
+	m := e.m
+	D, M, dsub, ksub := m.D, m.M, m.Dsub(), m.Ksub()
+	W := m.EncodeWeight
+	err := make([]float32, n*D)
+	for i := 0; i < n; i++ {
+		for s := 0; s < M; s++ {
+			c := m.Codebooks[(s*ksub+int(idx[i*M+s]))*dsub:]
+			for k := 0; k < dsub; k++ {
+				err[i*D+s*dsub+k] = u[i*D+s*dsub+k] - c[k]
+			}
+		}
+	}
+	g := make([]float32, n*D)
+	sgemm(false, false, n, D, D, 1, err, D, W, D, 0, g, D)
+	h := make([]float32, n*dsub)
+	scores := make([]float32, n*ksub)
+	norms := make([]float32, ksub)
+	step := make([]float32, n*dsub)
+	wss := make([]float32, dsub*dsub)
+	for p := 0; p < passes; p++ {
+		for s := 0; s < M; s++ {
+			book := m.Codebooks[s*ksub*dsub : (s+1)*ksub*dsub]
+			for a := 0; a < dsub; a++ {
+				copy(wss[a*dsub:(a+1)*dsub], W[(s*dsub+a)*D+s*dsub:])
+			}
+			for k := 0; k < ksub; k++ {
+				c := book[k*dsub : (k+1)*dsub]
+				var v float32
+				for a := 0; a < dsub; a++ {
+					v += c[a] * dot(wss[a*dsub:(a+1)*dsub], c)
+				}
+				norms[k] = v
+			}
+			// h = g_s + c_k W_ss for each residual's current codeword k.
+			for i := 0; i < n; i++ {
+				c := book[int(idx[i*M+s])*dsub:]
+				hi := h[i*dsub : (i+1)*dsub]
+				copy(hi, g[i*D+s*dsub:i*D+(s+1)*dsub])
+				for a := 0; a < dsub; a++ {
+					hi[a] += dot(c[:dsub], wss[a*dsub:(a+1)*dsub])
+				}
+			}
+			sgemm(false, true, n, ksub, dsub, 1, h, dsub, book, dsub, 0, scores, ksub)
+			clear(step)
+			changed := false
+			for i := 0; i < n; i++ {
+				row := scores[i*ksub : (i+1)*ksub]
+				old := int(idx[i*M+s])
+				best, bv := old, norms[old]-2*row[old]
+				for k, sc := range row {
+					if v := norms[k] - 2*sc; v < bv {
+						best, bv = k, v
+					}
+				}
+				if best == old {
+					continue
+				}
+				changed = true
+				// The error's slice moves by c_old - c_best.
+				co, cb := book[old*dsub:], book[best*dsub:]
+				st := step[i*dsub : (i+1)*dsub]
+				for a := 0; a < dsub; a++ {
+					st[a] = co[a] - cb[a]
+					err[i*D+s*dsub+a] += st[a]
+				}
+				idx[i*M+s] = uint8(best)
+			}
+			if changed {
+				// g += step · W[s rows, :]
+				sgemm(false, false, n, D, dsub, 1, step, dsub, W[s*dsub*D:], D, 1, g, D)
+			}
+		}
+	}
+}
+
+// SecondMoment returns E[qqᵀ] over the rows of q, a D×D matrix, the
+// EncodeWeight that makes codes minimise the expected inner-product error.
+func SecondMoment(q faissio.Matrix) []float32 {
+	d := q.Cols
+	w := make([]float32, d*d)
+	sgemm(true, false, d, d, q.Rows, 1/float32(q.Rows), q.Data, d, q.Data, d, 0, w, d)
+	return w
 }
 
 // packCode packs the codeword indices into code, nbits each, least
