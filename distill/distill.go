@@ -41,7 +41,8 @@ type DistillConfig struct {
 	Loss    string // listnet (default), kl, mse, margin-mse, ranknet
 	IVFLoss string // "list" (default: softmax over all lists) or "doc" (the paper's)
 	// Temperature in units of the median spread of the teacher's Top-K
-	// scores (best minus K-th); default 0.1.
+	// scores (best minus K-th); default 0.2 (on GloVe 100k, R10@10 at
+	// nprobe 16 was .493 at 0.05, .534 at 0.2, .540 at 0.4).
 	Temperature float64
 	// IVFWeight multiplies the IVF loss; 0 scales it to the PQ loss on the
 	// first batch, as the reference code does.
@@ -56,7 +57,9 @@ type DistillConfig struct {
 	Epochs int // default 8
 	Batch  int // queries per step, default 256
 	// LRIVF and LRPQ are Adam learning rates in units of the RMS of the
-	// document coordinates; defaults 0.01 and 0.01.
+	// document coordinates; default 0.01 for inner product (0.005 and 0.03
+	// measured worse on GloVe), 0.003 for L2 (0.01 lost recall on
+	// siftsmall at nprobe 16).
 	LRIVF, LRPQ float64
 	Seed        uint64
 	// Progress is called after every epoch.
@@ -75,7 +78,7 @@ type EpochStats struct {
 	Left      time.Duration `json:"left_ns"`
 }
 
-func (c *DistillConfig) defaults(n, nlist int) error {
+func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 	set := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -88,13 +91,17 @@ func (c *DistillConfig) defaults(n, nlist int) error {
 	set(&c.Batch, 256)
 	set(&c.ValNprobe, max(1, nlist/16))
 	if c.Temperature == 0 {
-		c.Temperature = 0.1
+		c.Temperature = 0.2
+	}
+	lr := 0.01
+	if metric == faissio.L2 {
+		lr = 0.003
 	}
 	if c.LRIVF == 0 {
-		c.LRIVF = 0.01
+		c.LRIVF = lr
 	}
 	if c.LRPQ == 0 {
-		c.LRPQ = 0.01
+		c.LRPQ = lr
 	}
 	if c.Negatives == "" {
 		c.Negatives = "inbatch"
@@ -150,7 +157,7 @@ func Distill(docs faissio.Matrix, init *Model, lists []int64, cfg DistillConfig)
 	if err := init.Validate(); err != nil {
 		return nil, nil, err
 	}
-	if err := cfg.defaults(docs.Rows, init.Nlist); err != nil {
+	if err := cfg.defaults(docs.Rows, init.Nlist, init.Metric); err != nil {
 		return nil, nil, err
 	}
 	if cfg.Queries.Rows > 0 && cfg.Queries.Cols != docs.Cols {
@@ -217,7 +224,18 @@ func Distill(docs faissio.Matrix, init *Model, lists []int64, cfg DistillConfig)
 		grads[w] = &workerGrad{gO: make([]float64, len(m.Centroids)), gC: make([]float64, len(m.Codebooks))}
 	}
 
+	// The model returned is the best by held-out recall, the starting point
+	// included, so distillation never hands back a model that validates worse
+	// than k-means.
 	var curve []EpochStats
+	best := -1.0
+	bestCentroids, bestCodebooks := slices.Clone(m.Centroids), slices.Clone(m.Codebooks)
+	if len(val) > 0 {
+		t.refreshCodes()
+		r := t.valRecall(queries, val, teacher)
+		curve = append(curve, EpochStats{Epochs: cfg.Epochs, ValRecall: r})
+		best = r
+	}
 	start := time.Now()
 	step := 0
 	for ep := 0; ep < cfg.Epochs; ep++ {
@@ -277,12 +295,21 @@ func Distill(docs faissio.Matrix, init *Model, lists []int64, cfg DistillConfig)
 		if len(val) > 0 {
 			t.refreshCodes()
 			st.ValRecall = t.valRecall(queries, val, teacher)
+			if st.ValRecall > best {
+				best = st.ValRecall
+				copy(bestCentroids, m.Centroids)
+				copy(bestCodebooks, m.Codebooks)
+			}
+		} else {
+			copy(bestCentroids, m.Centroids)
+			copy(bestCodebooks, m.Codebooks)
 		}
 		curve = append(curve, st)
 		if cfg.Progress != nil {
 			cfg.Progress(st)
 		}
 	}
+	m.Centroids, m.Codebooks = bestCentroids, bestCodebooks
 	return m, curve, nil
 }
 

@@ -173,3 +173,36 @@ func searchRecall(m *Model, docs faissio.Matrix, lists []int64, q faissio.Matrix
 	}
 	return t.valRecall(q, val, truth)
 }
+
+// TestDistillSiftsmallL2 checks the L2 path on siftsmall (skipped when
+// ../shared is absent): documents drawn as pseudo-queries, evaluated on the
+// real held-out queries; the distilled index must reach at least the
+// k-means index's recall.
+func TestDistillSiftsmallL2(t *testing.T) {
+	docs, err := faissio.ReadVectors("../../shared/data/siftsmall/siftsmall_base.fvecs")
+	if err != nil {
+		t.Skip("siftsmall not found beside the checkout: ", err)
+	}
+	eval, err := faissio.ReadVectors("../../shared/data/siftsmall/siftsmall_query.fvecs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	init, err := TrainKMeans(docs, Config{Metric: faissio.L2, Nlist: 64, M: 16, Nbits: 8, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := init.Assign(docs)
+	learned, _, err := Distill(docs, init, lists, DistillConfig{PseudoQueries: 2000, Epochs: 4, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := ExactTopK(docs, eval, 10, faissio.L2, nil)
+	for _, nprobe := range []int{1, 4, 16} {
+		before := searchRecall(init, docs, lists, eval, truth, nprobe)
+		after := searchRecall(learned, docs, lists, eval, truth, nprobe)
+		t.Logf("nprobe %d: R10@10 k-means %.4f, distilled %.4f", nprobe, before, after)
+		if after < before {
+			t.Errorf("nprobe %d: distillation lowered recall %.4f -> %.4f", nprobe, before, after)
+		}
+	}
+}
