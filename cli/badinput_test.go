@@ -48,7 +48,7 @@ func TestBadInputFailsCleanly(t *testing.T) {
 	os.WriteFile(garbage, []byte("this is not a FAISS index at all, just text"), 0o644)
 
 	good := filepath.Join(dir, "good.faiss")
-	mustRun(t, "build", "--docs", gloveDocs, "--index", "ivfflat", "--nlist", "16", "-o", good)
+	mustRun(t, "build", "--docs", gloveDocs, "--index", "ivfflat", "--nlist", "16", "--train", "kmeans", "-o", good)
 	goodBytes, _ := os.ReadFile(good)
 	cut := filepath.Join(dir, "cut.faiss")
 	os.WriteFile(cut, goodBytes[:len(goodBytes)/3], 0o644)

@@ -103,7 +103,7 @@ func buildCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:      "build",
 		Usage:     "train an IVFPQ or IVFFlat index on dense vectors and write it as a FAISS file",
-		UsageText: "distillvq build --docs docs.npy [--index ivfpq|ivfflat] [--nlist N] [--m M] [--metric ip|l2] [--ids ids.npy] [--train kmeans|faiss] -o out.faiss",
+		UsageText: "distillvq build --docs docs.npy [--index ivfpq|ivfflat] [--nlist N] [--m M] [--metric ip|l2] [--ids ids.npy] [--train distill|kmeans|faiss] [--queries train.npy] -o out.faiss",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16), a folder or glob of .npy shards, or .fvecs", Required: true},
 			&ucli.StringFlag{Name: "ids", Usage: "optional .npy of int64 ids, one per document (default 0..n-1)"},
@@ -113,7 +113,7 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.IntFlag{Name: "nlist", Usage: "number of inverted lists (default 4*sqrt(n), at most n/39)"},
 			&ucli.IntFlag{Name: "m", Usage: "PQ sub-quantizers; must divide d (default: largest divisor of d <= min(64, d/4))"},
 			&ucli.IntFlag{Name: "nbits", Value: 8, Usage: "bits per PQ code, 1..8"},
-			&ucli.StringFlag{Name: "train", Value: "kmeans", Usage: "trainer: kmeans (ours, FAISS-style) or faiss (FAISS's own, for comparison)"},
+			&ucli.StringFlag{Name: "train", Value: "distill", Usage: "trainer: distill (Distill-VQ from the dense teacher), kmeans (ours, FAISS-style) or faiss (FAISS's own, for comparison)"},
 			&ucli.IntFlag{Name: "train-size", Usage: "documents sampled for training (default: 256 per centroid, as FAISS)"},
 			&ucli.IntFlag{Name: "niter", Value: 25, Usage: "k-means iterations"},
 			&ucli.Uint64Flag{Name: "seed", Value: 1234, Usage: "random seed; the same seed gives the same index"},

@@ -70,6 +70,7 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 	}{
 		{"ivfpq", "ip", 20, 8},
 		{"ivfpq", "l2", 20, 8},
+		{"distill-ivfpq", "ip", 20, 8},
 		{"ivfpq", "l2", 25, 5},
 		{"ivfpq", "ip", 10, 4},
 		{"ivfflat", "ip", 0, 0},
@@ -79,7 +80,14 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 		name := fmt.Sprintf("%s-%s-m%d-b%d", c.index, c.metric, c.m, c.nbits)
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(dir, name+".faiss")
-			args := []string{"build", "--docs", gloveDocs, "--index", c.index, "--metric", c.metric, "--nlist", "64", "-o", out}
+			index, train := c.index, "kmeans"
+			if rest, ok := strings.CutPrefix(index, "distill-"); ok {
+				index, train = rest, "distill"
+			}
+			args := []string{"build", "--docs", gloveDocs, "--index", index, "--metric", c.metric, "--nlist", "64", "--train", train, "-o", out}
+			if train == "distill" {
+				args = append(args, "--queries", gloveDir+"/train-queries.npy", "--epochs", "2")
+			}
 			if c.m > 0 {
 				args = append(args, "--m", fmt.Sprint(c.m), "--nbits", fmt.Sprint(c.nbits))
 			}
