@@ -111,6 +111,12 @@ type IVFParams struct {
 	Metric faissio.Metric // the coarse quantizer is IndexFlatIP or IndexFlatL2 to match
 	Nlist  int
 
+	// Rotation is D×D, y = A x; when set, the index is
+	// IndexPreTransform(LinearTransform A, the IVF index) and
+	// Centroids/Codebooks/Codes live in the rotated space. Row-major, as
+	// FAISS stores LinearTransform::A; ApplyRotation applies it.
+	Rotation []float32
+
 	// Centroids holds the Nlist list centroids, row-major.
 	Centroids []float32
 
@@ -148,6 +154,9 @@ func (p *IVFParams) check() error {
 	}
 	if p.Nlist < 1 {
 		return fmt.Errorf("nlist %d, want at least 1", p.Nlist)
+	}
+	if p.Rotation != nil && len(p.Rotation) != p.D*p.D {
+		return fmt.Errorf("%d rotation values, want d*d = %d", len(p.Rotation), p.D*p.D)
 	}
 	if len(p.Centroids) != p.Nlist*p.D {
 		return fmt.Errorf("%d centroid values, want nlist*d = %d", len(p.Centroids), p.Nlist*p.D)
@@ -195,6 +204,10 @@ func checkPQ(d, m, nbits int) error {
 // NewIVF builds an IndexIVFFlat or IndexIVFPQ holding exactly p: FAISS
 // trains nothing and encodes nothing. Within a list, vectors keep their
 // order in p. The index has no direct map and its default nprobe is 1.
+// With p.Rotation the IVF index is wrapped in an IndexPreTransform that
+// rotates documents and queries first, as FAISS's "OPQ{M},IVF..." indexes
+// do, and that owns it; FAISS writes the rotation as it writes a trained
+// OPQMatrix.
 func NewIVF(p IVFParams) (*Index, error) {
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("faiss: new IVF index: %w", err)
@@ -203,7 +216,7 @@ func NewIVF(p IVFParams) (*Index, error) {
 	msg := C.dvq_new_ivf(C.int32_t(p.D), C.int32_t(p.Metric), C.int64_t(p.Nlist),
 		(*C.float)(ptr(p.Centroids)), C.int32_t(p.M), C.int32_t(p.Nbits), (*C.float)(ptr(p.Codebooks)),
 		C.int64_t(len(p.Lists)), (*C.int64_t)(ptr(p.Lists)), (*C.int64_t)(ptr(p.IDs)), (*C.uint8_t)(ptr(p.Codes)),
-		&out)
+		(*C.float)(ptr(p.Rotation)), &out)
 	if err := cError(msg, "new IVF index"); err != nil {
 		return nil, err
 	}
@@ -239,8 +252,14 @@ type FAISSParams struct {
 	Nlist  int
 	M      int
 	Nbits  int
-	Seed   int // k-means seed of both the coarse quantizer and the PQ
+	Seed   int // k-means seed of both the coarse quantizer and the PQ, and the OPQ seed (see TrainOPQ)
 	Niter  int // k-means iterations; 0 keeps FAISS's default, 25
+
+	// OPQ puts FAISS's OPQ rotation (OPQMatrix(D, M), FAISS's defaults)
+	// before the IVFPQ index, as index_factory(d, "OPQ{M},IVF{nlist},PQ{M}x{nbits}")
+	// does. It needs M > 0. Niter does not reach the OPQ training, which
+	// uses 8-bit PQ whatever Nbits is, as FAISS's does.
+	OPQ bool
 }
 
 // TrainFAISS trains an IndexIVFPQ or IndexIVFFlat the way FAISS trains it
@@ -248,7 +267,9 @@ type FAISSParams struct {
 // samples at most 256 training points per centroid and uses spherical
 // k-means for inner product), except that polysemous training is off, and
 // then adds docs with ids (nil ids number them 0..docs.Rows-1). With the
-// same settings both write byte-identical files.
+// same settings both write byte-identical files. With p.OPQ the result is
+// an IndexPreTransform whose rotation is TrainOPQ(train, p.M, p.Seed); Seed
+// 1234 reproduces index_factory's, whose OPQ always uses 1234.
 func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index, error) {
 	err := func() error {
 		if p.D < 1 || p.D > math.MaxInt32 {
@@ -262,6 +283,9 @@ func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index,
 		}
 		if err := checkPQ(p.D, p.M, p.Nbits); err != nil {
 			return err
+		}
+		if p.OPQ && p.M == 0 {
+			return errors.New("OPQ needs PQ (M > 0)")
 		}
 		if p.Seed < math.MinInt32 || p.Seed > math.MaxInt32 || p.Niter < 0 || p.Niter > math.MaxInt32 {
 			return fmt.Errorf("seed %d or niter %d out of range", p.Seed, p.Niter)
@@ -285,7 +309,7 @@ func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index,
 	}
 	var out *C.dvq_index
 	msg := C.dvq_train(C.int32_t(p.D), C.int32_t(p.Metric), C.int64_t(p.Nlist), C.int32_t(p.M), C.int32_t(p.Nbits),
-		C.int32_t(p.Seed), C.int32_t(p.Niter),
+		C.int32_t(p.Seed), C.int32_t(p.Niter), C.int32_t(cbool(p.OPQ)),
 		C.int64_t(train.Rows), (*C.float)(ptr(train.Data)),
 		C.int64_t(docs.Rows), (*C.float)(ptr(docs.Data)), (*C.int64_t)(ptr(ids)),
 		&out)
@@ -293,6 +317,74 @@ func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index,
 		return nil, err
 	}
 	return newIndex(out)
+}
+
+// TrainOPQ trains FAISS's OPQ rotation for M sub-quantizers on the rows of
+// x with OPQMatrix(d, M)'s defaults (50 iterations alternating 8-bit PQ
+// training, 40 k-means iterations the first time and 4 after, with a
+// rotation fitted by SVD; at most 65536 training vectors) and returns the
+// d×d matrix A of y = A x, row-major, exactly as FAISS stores it in
+// LinearTransform::A. A is orthonormal.
+//
+// FAISS 1.7.3's OPQMatrix has no seed: its training sample, its initial
+// random rotation and its PQ k-means all use the fixed seed 1234. Seed
+// replaces that 1234 in all three, through the hooks OPQMatrix does offer
+// (a preset initial A and a caller-supplied PQ), so Seed 1234 gives
+// FAISS's default rotation exactly. What Seed cannot fix is LAPACK and
+// BLAS's rounding, which may vary with the number of threads (SetThreads):
+// FAISS's own notes find sgeqrf and sgesvd bit-exact only single-threaded.
+func TrainOPQ(x faissio.Matrix, M int, seed int) ([]float32, error) {
+	d := x.Cols
+	err := func() error {
+		if d < 1 || d > math.MaxInt32 {
+			return fmt.Errorf("dimension %d out of range", d)
+		}
+		if err := checkMatrix("training set", x, d); err != nil {
+			return err
+		}
+		if M < 1 || d%M != 0 {
+			return fmt.Errorf("M %d does not divide dimension %d", M, d)
+		}
+		if seed < math.MinInt32 || seed > math.MaxInt32 {
+			return fmt.Errorf("seed %d out of range", seed)
+		}
+		if x.Rows < 1 {
+			return errors.New("no training vectors")
+		}
+		return nil
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("faiss: train OPQ: %w", err)
+	}
+	a := make([]float32, d*d)
+	msg := C.dvq_train_opq(C.int32_t(d), C.int32_t(M), C.int32_t(seed),
+		C.int64_t(x.Rows), (*C.float)(ptr(x.Data)), (*C.float)(ptr(a)))
+	if err := cError(msg, "train OPQ"); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// ApplyRotation returns y = A x for each row x of x, that is the matrix
+// x Aᵀ, with A d×d row-major (IVFParams.Rotation). It makes the same BLAS
+// call as FAISS's LinearTransform::apply, so that documents and queries
+// rotated here match what an IndexPreTransform feeds its IVF index.
+//
+// Like Sgemm, it panics if A is not x.Cols×x.Cols or x's storage does not
+// match its shape: those are programming errors.
+func ApplyRotation(A []float32, x faissio.Matrix) faissio.Matrix {
+	d := x.Cols
+	if err := checkMatrix("matrix", x, d); err != nil {
+		panic("faiss: ApplyRotation: " + err.Error())
+	}
+	if len(A) != d*d {
+		panic(fmt.Sprintf("faiss: ApplyRotation: %d rotation values for dimension %d", len(A), d))
+	}
+	y := faissio.Matrix{Rows: x.Rows, Cols: d, Data: make([]float32, x.Rows*d)}
+	if x.Rows > 0 && d > 0 {
+		Sgemm(false, true, x.Rows, d, d, 1, x.Data, d, A, d, 0, y.Data, d)
+	}
+	return y
 }
 
 // Search returns the k nearest neighbours of each row of q, as q.Rows*k
@@ -398,7 +490,9 @@ func (ix *Index) Info() (Info, error) {
 }
 
 // IVFParams extracts the contents of an IndexIVFFlat or IndexIVFPQ (with
-// residual encoding and a flat coarse quantizer): NewIVF of the result
+// residual encoding and a flat coarse quantizer), bare or wrapped in an
+// IndexPreTransform whose only transform is a d×d LinearTransform without
+// bias (an OPQ rotation, which becomes Rotation): NewIVF of the result
 // rebuilds an index that FAISS writes byte for byte the same. The vectors
 // come list by list, in list order.
 func (ix *Index) IVFParams() (IVFParams, error) {
@@ -406,8 +500,9 @@ func (ix *Index) IVFParams() (IVFParams, error) {
 	if err != nil {
 		return IVFParams{}, err
 	}
-	if info.ListSizes == nil || info.Type != "IndexIVFFlat" && info.Type != "IndexIVFPQ" {
-		return IVFParams{}, fmt.Errorf("faiss: IVF parameters: %s is not an IndexIVFFlat or IndexIVFPQ", info.Type)
+	pre := info.Type == "IndexPreTransform"
+	if info.ListSizes == nil || info.Type != "IndexIVFFlat" && info.Type != "IndexIVFPQ" && !pre {
+		return IVFParams{}, fmt.Errorf("faiss: IVF parameters: %s is not an IndexIVFFlat or IndexIVFPQ, bare or rotated", info.Type)
 	}
 	var n int64
 	for _, s := range info.ListSizes {
@@ -427,7 +522,11 @@ func (ix *Index) IVFParams() (IVFParams, error) {
 	if p.M > 0 {
 		p.Codebooks = make([]float32, p.D<<p.Nbits)
 	}
-	msg := C.dvq_ivf_extract(ix.p, (*C.float)(ptr(p.Centroids)), (*C.float)(ptr(p.Codebooks)),
+	if pre {
+		// The shim checks that the transform is d×d, hence this size.
+		p.Rotation = make([]float32, p.D*p.D)
+	}
+	msg := C.dvq_ivf_extract(ix.p, (*C.float)(ptr(p.Rotation)), (*C.float)(ptr(p.Centroids)), (*C.float)(ptr(p.Codebooks)),
 		(*C.int64_t)(ptr(p.Lists)), (*C.int64_t)(ptr(p.IDs)), (*C.uint8_t)(ptr(p.Codes)))
 	runtime.KeepAlive(ix)
 	if err := cError(msg, "IVF parameters"); err != nil {

@@ -385,13 +385,21 @@ func runPython(t *testing.T, script string, args ...string) string {
 	return string(out)
 }
 
-// pyLoad prints ntotal, d and nlist of an index file, then the labels of
-// the first five queries at nprobe 8, k 5, after writing the index as it
-// read it to argv[3].
+// pyLoad prints the class of an index file (and for an IndexPreTransform
+// those of its transforms and its index), its ntotal, d and nlist, then the
+// labels of the first five queries at nprobe 8, k 5, after writing the
+// index as it read it to argv[3].
 const pyLoad = `
 import sys, numpy as np, faiss
+# read_index already returns the concrete class; its result must stay
+# referenced, since it owns the index.
 ix = faiss.read_index(sys.argv[1])
 faiss.write_index(ix, sys.argv[3])
+names = [type(ix).__name__]
+if isinstance(ix, faiss.IndexPreTransform):
+    names += [type(faiss.downcast_VectorTransform(ix.chain.at(i))).__name__ for i in range(ix.chain.size())]
+    names.append(type(faiss.downcast_index(ix.index)).__name__)
+print(' '.join(names))
 ivf = faiss.downcast_index(faiss.extract_index_ivf(ix))
 ivf.nprobe = 8
 q = np.fromfile(sys.argv[2], dtype='int32').reshape(-1, 129)[:5, 1:].copy().view('float32')
@@ -477,8 +485,26 @@ func TestPreTransformSearch(t *testing.T) {
 		info.M != 16 || info.Nbits != 4 || info.CodeSize != 8 || len(info.ListSizes) != nlist {
 		t.Errorf("Info = %+v", info)
 	}
-	if _, err := ix.IVFParams(); err == nil {
-		t.Error("IVFParams of an IndexPreTransform succeeded")
+	// Python's OPQ index comes back from its parameters byte for byte.
+	p, err := ix.IVFParams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Rotation) != 128*128 {
+		t.Errorf("%d rotation values", len(p.Rotation))
+	}
+	re, err := NewIVF(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close()
+	theirs, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ours := writeBytes(t, re, "rebuilt.index"); !bytes.Equal(ours, theirs) {
+		t.Errorf("rebuilt OPQ index differs from python's file (%d vs %d bytes, first difference at %d)",
+			len(ours), len(theirs), firstDiff(ours, theirs))
 	}
 	_, labels, err := ix.Search(queries, 10, 4)
 	if err != nil {
@@ -823,5 +849,288 @@ func TestTrainFAISSMatchesPython(t *testing.T) {
 					len(ours), len(theirs), firstDiff(ours, theirs))
 			}
 		})
+	}
+}
+
+// opq is TrainFAISS's OPQ16,IVF32,PQ16 on the siftsmall base (seed 1234,
+// 10 k-means iterations, ids 0..n-1), trained once for all tests because
+// OPQ training takes half a minute. Tests must not close it.
+var opq struct {
+	once sync.Once
+	ix   *Index
+	err  error
+}
+
+var opqParams = FAISSParams{D: 128, Metric: faissio.L2, Nlist: nlist, M: 16, Nbits: 8, Seed: 1234, Niter: 10, OPQ: true}
+
+func trainedOPQ(t *testing.T, base faissio.Matrix) *Index {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("OPQ training on siftsmall takes half a minute")
+	}
+	opq.once.Do(func() {
+		opq.ix, opq.err = TrainFAISS(opqParams, base, base, nil)
+	})
+	if opq.err != nil {
+		t.Fatal(opq.err)
+	}
+	return opq.ix
+}
+
+func TestOPQRebuild(t *testing.T) {
+	base := readFvecs(t, "siftsmall_base.fvecs")
+	queries := readFvecs(t, "siftsmall_query.fvecs")
+	orig := trainedOPQ(t, base)
+	info, err := orig.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Type != "IndexPreTransform" || info.D != 128 || info.Ntotal != int64(base.Rows) || info.Nlist != nlist ||
+		info.M != 16 || info.Nbits != 8 || info.CodeSize != 16 || !info.ByResidual {
+		t.Errorf("Info = %+v", info)
+	}
+	re, p := rebuild(t, orig)
+	if len(p.Rotation) != 128*128 {
+		t.Fatalf("%d rotation values", len(p.Rotation))
+	}
+	if info, _ := re.Info(); info.Type != "IndexPreTransform" {
+		t.Errorf("rebuilt index is an %s", info.Type)
+	}
+
+	_, want := writeBytes(t, orig, "faiss.index")
+	rePath, got := writeBytes(t, re, "rebuilt.index")
+	if !bytes.Equal(got, want) {
+		t.Fatalf("rebuilt OPQ index file differs from FAISS's: %d vs %d bytes, first difference at %d",
+			len(got), len(want), firstDiff(got, want))
+	}
+	rd, err := ReadIndex(rePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if p2, err := rd.IVFParams(); err != nil {
+		t.Fatal(err)
+	} else if !equalParams(p, p2) || !slices.Equal(p.Rotation, p2.Rotation) {
+		t.Error("IVFParams of the OPQ file read back differ")
+	}
+
+	for _, nprobe := range []int{1, 4, nlist} {
+		d1, l1, err := orig.Search(queries, 10, nprobe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d2, l2, err := re.Search(queries, 10, nprobe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, fmt.Sprintf("nprobe %d", nprobe), d1, l1, d2, l2)
+	}
+}
+
+func TestTrainOPQ(t *testing.T) {
+	base := readFvecs(t, "siftsmall_base.fvecs")
+	queries := readFvecs(t, "siftsmall_query.fvecs")
+	p, err := trainedOPQ(t, base).IVFParams()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Seed 1234 is FAISS's own training (which TestTrainFAISSOPQMatchesPython
+	// checks against index_factory's), and the same run gives the same A.
+	a, err := TrainOPQ(base, 16, 1234)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a, p.Rotation) {
+		t.Error("TrainOPQ with seed 1234 differs from the rotation of TrainFAISS's OPQ index")
+	}
+	const d = 128
+	var worst float64
+	for i := range d {
+		for j := range d {
+			var dot float64
+			for k := range d {
+				dot += float64(a[i*d+k]) * float64(a[j*d+k])
+			}
+			if i == j {
+				dot--
+			}
+			worst = max(worst, math.Abs(dot))
+		}
+	}
+	t.Logf("max |A Aᵀ - I| = %.2g", worst)
+	if worst > 1e-4 {
+		t.Errorf("A is not orthonormal: max |A Aᵀ - I| = %g", worst)
+	}
+
+	// The seed reaches the training; a small problem keeps this quick.
+	small := faissio.Matrix{Rows: 10000, Cols: 16, Data: randSlice(rand.New(rand.NewSource(5)), 160000)}
+	var rots [2][]float32
+	for i, seed := range []int{7, 8} {
+		if rots[i], err = TrainOPQ(small, 2, seed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if slices.Equal(rots[0], rots[1]) {
+		t.Error("another seed gives the same rotation")
+	}
+
+	// ApplyRotation is the product FAISS's IndexPreTransform computes:
+	// the inner IVF index searched with rotated queries finds what the
+	// rotated index finds.
+	rotated, err := NewIVF(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rotated.Close()
+	inner := p
+	inner.Rotation = nil
+	plain, err := NewIVF(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	rq := ApplyRotation(p.Rotation, queries)
+	for i := range 3 {
+		for j := range d {
+			var want float64
+			for k := range d {
+				want += float64(p.Rotation[j*d+k]) * float64(queries.Data[i*d+k])
+			}
+			if got := float64(rq.Data[i*d+j]); math.Abs(got-want) > 1e-4*max(1, math.Abs(want)) {
+				t.Fatalf("ApplyRotation: query %d, coordinate %d: %g, want %g", i, j, got, want)
+			}
+		}
+	}
+	for _, nprobe := range []int{1, 8} {
+		d1, l1, err := rotated.Search(queries, 10, nprobe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d2, l2, err := plain.Search(rq, 10, nprobe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, fmt.Sprintf("nprobe %d", nprobe), d1, l1, d2, l2)
+		if !slices.Equal(d1, d2) {
+			t.Logf("nprobe %d: distances equal within tolerance but not bit for bit", nprobe)
+		}
+	}
+}
+
+func TestTrainFAISSOPQMatchesPython(t *testing.T) {
+	base := readFvecs(t, "siftsmall_base.fvecs")
+	needPythonFAISS(t)
+	_, ours := writeBytes(t, trainedOPQ(t, base), "go.index")
+	path := filepath.Join(t.TempDir(), "python.index")
+	// index_factory's OPQ is unseeded, that is seeded 1234 throughout.
+	runPython(t, pyTrain, filepath.Join(dataDir, "siftsmall_base.fvecs"), "OPQ16,IVF32,PQ16", path, "l2")
+	theirs, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ours, theirs) {
+		t.Errorf("TrainFAISS and python's index_factory wrote different OPQ files (%d vs %d bytes, first difference at %d)",
+			len(ours), len(theirs), firstDiff(ours, theirs))
+	}
+}
+
+func TestPythonReadsOPQ(t *testing.T) {
+	base := readFvecs(t, "siftsmall_base.fvecs")
+	queries := readFvecs(t, "siftsmall_query.fvecs")
+	needPythonFAISS(t)
+	re, _ := rebuild(t, trainedOPQ(t, base))
+	path, ours := writeBytes(t, re, "ours.index")
+	back := filepath.Join(t.TempDir(), "python.index")
+	out := strings.Split(strings.TrimSpace(runPython(t, pyLoad, path, filepath.Join(dataDir, "siftsmall_query.fvecs"), back)), "\n")
+	if len(out) < 3 {
+		t.Fatalf("python printed %q", out)
+	}
+	if got := out[len(out)-3]; got != "IndexPreTransform LinearTransform IndexIVFPQ" {
+		t.Errorf("python reads %q, want an IndexPreTransform of one LinearTransform over an IndexIVFPQ", got)
+	}
+	if got, want := out[len(out)-2], fmt.Sprintf("%d %d %d", base.Rows, base.Cols, nlist); got != want {
+		t.Errorf("python sees ntotal d nlist = %q, want %q", got, want)
+	}
+	_, labels, err := re.Search(queries.Slice(0, 5), 5, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out[len(out)-1], joinInts(labels); got != want {
+		t.Errorf("python labels %q, ours %q", got, want)
+	}
+	if pyBytes, err := os.ReadFile(back); err != nil || !bytes.Equal(pyBytes, ours) {
+		t.Errorf("python's rewrite of our OPQ file differs (err %v)", err)
+	}
+}
+
+// pyChains writes small IVFFlat indexes (d 8) behind transforms that
+// IVFParams must refuse, one file per argument name into the directory
+// argv[1].
+const pyChains = `
+import sys, os, numpy as np, faiss
+x = np.random.RandomState(3).rand(1000, 8).astype('float32')
+def save(name, ix):
+    ix.train(x)
+    ix.add(x[:50])
+    faiss.write_index(ix, os.path.join(sys.argv[1], name))
+for name, desc in [('two', 'OPQ2,RR8,IVF2,Flat'), ('rr', 'RR8,IVF2,Flat'), ('narrow', 'OPQ2_4,IVF2,Flat'), ('pca', 'PCA8,IVF2,Flat')]:
+    save(name, faiss.index_factory(8, desc))
+lt = faiss.LinearTransform(8, 8, True)
+faiss.copy_array_to_vector(np.eye(8, dtype='float32').ravel(), lt.A)
+faiss.copy_array_to_vector(np.ones(8, dtype='float32'), lt.b)
+lt.is_trained = True
+ivf = faiss.index_factory(8, 'IVF2,Flat')
+ix = faiss.IndexPreTransform(lt, ivf)
+ix.own_fields = True
+ivf.this.disown()
+lt.this.disown()
+save('bias', ix)
+`
+
+func TestOPQErrors(t *testing.T) {
+	x := faissio.Matrix{Rows: 300, Cols: 8, Data: randSlice(rand.New(rand.NewSource(4)), 2400)}
+	_, err := TrainOPQ(x, 3, 1)
+	checkErr(t, err, "faiss: train OPQ: ", "M 3 does not divide dimension 8")
+	_, err = TrainOPQ(x.Slice(0, 100), 2, 1)
+	checkErr(t, err, "faiss: train OPQ: ", "Number of training points")
+	t.Log(err)
+	_, err = TrainFAISS(FAISSParams{D: 8, Metric: faissio.L2, Nlist: 2, OPQ: true}, x, x, nil)
+	checkErr(t, err, "faiss: train: ", "OPQ needs PQ")
+
+	p := tinyParams()
+	p.Rotation = make([]float32, 15)
+	_, err = NewIVF(p)
+	checkErr(t, err, "faiss: new IVF index: ", "15 rotation values, want d*d = 16")
+
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("ApplyRotation with a wrong-sized A did not panic")
+			}
+		}()
+		ApplyRotation(make([]float32, 15), x)
+	}()
+
+	needPythonFAISS(t)
+	dir := t.TempDir()
+	runPython(t, pyChains, dir)
+	for name, want := range map[string]string{
+		"two":    "IndexPreTransform has 2 transforms, want one rotation",
+		"rr":     "transform RandomRotationMatrix is not a LinearTransform or OPQMatrix",
+		"narrow": "transform maps 8 to 4 dimensions, want 8 to 8",
+		"pca":    "transform PCAMatrix is not a LinearTransform or OPQMatrix",
+		"bias":   "linear transform has a bias",
+	} {
+		ix, err := ReadIndex(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, _, err := ix.Search(faissio.Matrix{Rows: 1, Cols: 8, Data: make([]float32, 8)}, 1, 1); err != nil {
+			t.Errorf("%s: search: %v", name, err)
+		}
+		_, err = ix.IVFParams()
+		ix.Close()
+		checkErr(t, err, "faiss: IVF parameters: ", want)
 	}
 }

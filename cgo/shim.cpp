@@ -21,10 +21,13 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexPreTransform.h>
+#include <faiss/VectorTransform.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_io.h>
 #include <faiss/invlists/InvertedLists.h>
+#include <faiss/utils/random.h>
+#include <faiss/utils/utils.h>
 
 // Declared here because the cblas.h found first may be netlib's, while we
 // link OpenBLAS.
@@ -126,9 +129,9 @@ void search_nprobe(const faiss::Index* ix, idx_t n, const float* x, idx_t k,
 	ix->search(n, x, k, dist, labels);
 }
 
-// type_name is the C++ class name without the faiss:: qualifiers.
-std::string type_name(const faiss::Index* ix) {
-	const char* mangled = typeid(*ix).name();
+// class_name is the C++ class name without the faiss:: qualifiers.
+std::string class_name(const std::type_info& t) {
+	const char* mangled = t.name();
 	int status = 0;
 	char* dem = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
 	std::string s = (status == 0 && dem != nullptr) ? dem : mangled;
@@ -140,11 +143,54 @@ std::string type_name(const faiss::Index* ix) {
 	return s;
 }
 
+std::string type_name(const faiss::Index* ix) { return class_name(typeid(*ix)); }
+
 const faiss::IndexIVF* inner_ivf(const faiss::Index* ix) {
 	if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix)) {
 		ix = pt->index;
 	}
 	return dynamic_cast<const faiss::IndexIVF*>(ix);
+}
+
+// with_transform returns an IndexPreTransform that applies vt before index
+// and owns both. If it throws, the caller's pointers still own them.
+std::unique_ptr<faiss::IndexPreTransform> with_transform(
+		std::unique_ptr<faiss::VectorTransform>& vt, std::unique_ptr<faiss::IndexIVF>& index) {
+	std::unique_ptr<faiss::IndexPreTransform> pt(new faiss::IndexPreTransform(vt.get(), index.get()));
+	pt->own_fields = true;
+	vt.release();
+	index.release();
+	return pt;
+}
+
+// train_opq trains opq (d×d) on x as OPQMatrix::train does, with seed in
+// place of the 1234 that FAISS 1.7.3 fixes for its three random choices,
+// through the hooks OPQMatrix offers: the training sample is drawn here
+// with FAISS's own sampler, so that train finds nothing left to sample; A
+// starts as FAISS's own random rotation (float_randn then matrix_qr, as
+// train makes it when A is empty); and the PQ that train uses is ours,
+// built as train builds its default one, with the k-means seed set. With
+// seed 1234 the result is FAISS's default training exactly.
+void train_opq(faiss::OPQMatrix& opq, idx_t n, const float* x, int32_t seed) {
+	FAISS_THROW_IF_NOT_MSG(opq.d_in == opq.d_out, "OPQ must be square");
+	size_t d = size_t(opq.d_in);
+	size_t ns = size_t(n);
+	const float* xs = faiss::fvecs_maybe_subsample(d, &ns, opq.max_train_points, x, false, seed);
+	std::unique_ptr<const float[]> del(xs == x ? nullptr : xs);
+
+	opq.A.resize(d * d);
+	faiss::float_randn(opq.A.data(), d * d, seed);
+	faiss::matrix_qr(int(d), int(d), opq.A.data());
+
+	faiss::ProductQuantizer pq(d, size_t(opq.M), 8);
+	pq.cp.seed = seed;
+	// opq.pq must not outlive pq, exception or not.
+	struct unset {
+		faiss::OPQMatrix& o;
+		~unset() { o.pq = nullptr; }
+	} u{opq};
+	opq.pq = &pq;
+	opq.train(idx_t(ns), xs);
 }
 
 }  // namespace
@@ -154,7 +200,7 @@ extern "C" {
 char* dvq_new_ivf(int32_t d, int32_t metric, int64_t nlist, const float* centroids,
 		int32_t m, int32_t nbits, const float* codebooks,
 		int64_t n, const int64_t* lists, const int64_t* ids, const uint8_t* codes,
-		dvq_index** out) {
+		const float* rotation, dvq_index** out) {
 	return guard([&] {
 		*out = nullptr;
 		// The quantizer must learn its centroids through add: filling its
@@ -220,7 +266,21 @@ char* dvq_new_ivf(int32_t d, int32_t metric, int64_t nlist, const float* centroi
 		if (pq != nullptr) {
 			pq->precompute_table();
 		}
-		*out = handle(ivf.release());
+		if (rotation == nullptr) {
+			*out = handle(ivf.release());
+			return;
+		}
+
+		// A LinearTransform rather than the OPQMatrix that FAISS trains:
+		// write_index writes both as the same LTra record, and read_index
+		// reads LTra back as a LinearTransform, so this is the object that
+		// reading the file gives.
+		std::unique_ptr<faiss::LinearTransform> lt(new faiss::LinearTransform(d, d, false));
+		lt->A.assign(rotation, rotation + size_t(d) * size_t(d));
+		lt->is_trained = true;
+		lt->set_is_orthonormal();  // as read_index does; enables reverse_transform
+		std::unique_ptr<faiss::VectorTransform> vt(lt.release());
+		*out = handle(with_transform(vt, ivf).release());
 	});
 }
 
@@ -236,12 +296,13 @@ char* dvq_new_flat(int32_t d, int32_t metric, int64_t n, const float* x, dvq_ind
 }
 
 char* dvq_train(int32_t d, int32_t metric, int64_t nlist, int32_t m, int32_t nbits,
-		int32_t seed, int32_t niter,
+		int32_t seed, int32_t niter, int32_t opq,
 		int64_t ntrain, const float* train,
 		int64_t n, const float* docs, const int64_t* ids,
 		dvq_index** out) {
 	return guard([&] {
 		*out = nullptr;
+		FAISS_THROW_IF_NOT_MSG(opq == 0 || m > 0, "OPQ needs PQ (M > 0)");
 		std::unique_ptr<faiss::IndexFlat> q(new_quantizer(d, metric));
 		std::unique_ptr<faiss::IndexIVF> ivf;
 		if (m == 0) {
@@ -262,11 +323,36 @@ char* dvq_train(int32_t d, int32_t metric, int64_t nlist, int32_t m, int32_t nbi
 		if (niter > 0) {
 			ivf->cp.niter = niter;
 		}
-		ivf->train(ntrain, train);
-		if (n > 0) {
-			ivf->add_with_ids(n, docs, ids);
+		if (opq == 0) {
+			ivf->train(ntrain, train);
+			if (n > 0) {
+				ivf->add_with_ids(n, docs, ids);
+			}
+			*out = handle(ivf.release());
+			return;
 		}
-		*out = handle(ivf.release());
+
+		// What index_factory builds for "OPQ{m},IVF...": the OPQMatrix
+		// is trained first, then IndexPreTransform::train, seeing it
+		// trained, trains the IVF index on the rotated vectors only.
+		std::unique_ptr<faiss::OPQMatrix> o(new faiss::OPQMatrix(d, m));
+		train_opq(*o, ntrain, train, seed);
+		std::unique_ptr<faiss::VectorTransform> vt(o.release());
+		std::unique_ptr<faiss::IndexPreTransform> pt = with_transform(vt, ivf);
+		pt->train(ntrain, train);
+		if (n > 0) {
+			pt->add_with_ids(n, docs, ids);
+		}
+		*out = handle(pt.release());
+	});
+}
+
+char* dvq_train_opq(int32_t d, int32_t m, int32_t seed, int64_t n, const float* x, float* a) {
+	return guard([&] {
+		faiss::OPQMatrix opq(d, m);
+		train_opq(opq, n, x, seed);
+		FAISS_THROW_IF_NOT(opq.A.size() == size_t(d) * size_t(d));
+		std::memcpy(a, opq.A.data(), opq.A.size() * sizeof(float));
 	});
 }
 
@@ -326,10 +412,35 @@ char* dvq_list_sizes(const dvq_index* ix, int64_t* sizes) {
 	});
 }
 
-char* dvq_ivf_extract(const dvq_index* ix, float* centroids, float* codebooks,
+char* dvq_ivf_extract(const dvq_index* ix, float* rotation, float* centroids, float* codebooks,
 		int64_t* lists, int64_t* ids, uint8_t* codes) {
 	return guard([&] {
 		const faiss::Index* x = idx(ix);
+		if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(x)) {
+			FAISS_THROW_IF_NOT_FMT(pt->chain.size() == 1,
+					"IndexPreTransform has %zu transforms, want one rotation", pt->chain.size());
+			// Only the classes that write_index writes as LTra: another
+			// LinearTransform (PCAMatrix, RandomRotationMatrix, ...) would
+			// not come back from NewIVF as it was.
+			const faiss::VectorTransform* vt = pt->chain[0];
+			const std::type_info& t = typeid(*vt);
+			FAISS_THROW_IF_NOT_FMT(t == typeid(faiss::LinearTransform) || t == typeid(faiss::OPQMatrix),
+					"transform %s is not a LinearTransform or OPQMatrix", class_name(t).c_str());
+			auto lt = static_cast<const faiss::LinearTransform*>(vt);
+			size_t d = size_t(x->d);
+			FAISS_THROW_IF_NOT_FMT(lt->d_in == x->d && lt->d_out == x->d,
+					"transform maps %d to %d dimensions, want %d to %d", lt->d_in, lt->d_out, x->d, x->d);
+			FAISS_THROW_IF_NOT_MSG(!lt->have_bias && lt->b.empty(), "linear transform has a bias");
+			FAISS_THROW_IF_NOT_MSG(lt->is_trained && lt->A.size() == d * d,
+					"linear transform is not trained or its matrix is not d×d");
+			FAISS_THROW_IF_NOT_MSG(pt->ntotal == pt->index->ntotal && pt->metric_type == pt->index->metric_type,
+					"IndexPreTransform disagrees with its index on ntotal or metric");
+			FAISS_THROW_IF_NOT_MSG(rotation != nullptr, "no buffer for the rotation");
+			std::memcpy(rotation, lt->A.data(), d * d * sizeof(float));
+			x = pt->index;
+		} else {
+			FAISS_THROW_IF_NOT_MSG(rotation == nullptr, "index has no rotation");
+		}
 		const std::type_info& t = typeid(*x);
 		FAISS_THROW_IF_NOT_FMT(t == typeid(faiss::IndexIVFFlat) || t == typeid(faiss::IndexIVFPQ),
 				"%s is not an IndexIVFFlat or IndexIVFPQ", type_name(x).c_str());
