@@ -146,14 +146,8 @@ func (p *IVFParams) CodeSize() int {
 }
 
 func (p *IVFParams) check() error {
-	if p.D < 1 || p.D > math.MaxInt32 {
-		return fmt.Errorf("dimension %d out of range", p.D)
-	}
-	if err := checkMetric(p.Metric); err != nil {
+	if err := checkIVFShape(p.D, p.Metric, p.Nlist); err != nil {
 		return err
-	}
-	if p.Nlist < 1 {
-		return fmt.Errorf("nlist %d, want at least 1", p.Nlist)
 	}
 	if p.Rotation != nil && len(p.Rotation) != p.D*p.D {
 		return fmt.Errorf("%d rotation values, want d*d = %d", len(p.Rotation), p.D*p.D)
@@ -187,6 +181,21 @@ func (p *IVFParams) check() error {
 }
 
 // checkPQ checks a PQ shape; M == 0 means no PQ.
+// checkIVFShape checks what every IVF index needs: a dimension FAISS
+// accepts, a known metric and at least one list.
+func checkIVFShape(d int, metric faissio.Metric, nlist int) error {
+	if d < 1 || d > math.MaxInt32 {
+		return fmt.Errorf("dimension %d out of range", d)
+	}
+	if err := checkMetric(metric); err != nil {
+		return err
+	}
+	if nlist < 1 {
+		return fmt.Errorf("nlist %d, want at least 1", nlist)
+	}
+	return nil
+}
+
 func checkPQ(d, m, nbits int) error {
 	switch {
 	case m == 0 && nbits != 0:
@@ -272,14 +281,8 @@ type FAISSParams struct {
 // 1234 reproduces index_factory's, whose OPQ always uses 1234.
 func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index, error) {
 	err := func() error {
-		if p.D < 1 || p.D > math.MaxInt32 {
-			return fmt.Errorf("dimension %d out of range", p.D)
-		}
-		if err := checkMetric(p.Metric); err != nil {
+		if err := checkIVFShape(p.D, p.Metric, p.Nlist); err != nil {
 			return err
-		}
-		if p.Nlist < 1 {
-			return fmt.Errorf("nlist %d, want at least 1", p.Nlist)
 		}
 		if err := checkPQ(p.D, p.M, p.Nbits); err != nil {
 			return err

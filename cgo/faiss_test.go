@@ -421,19 +421,7 @@ func TestPythonReadsOurFile(t *testing.T) {
 			if len(out) < 2 {
 				t.Fatalf("python printed %q", out)
 			}
-			if got, want := out[len(out)-2], fmt.Sprintf("%d %d %d", base.Rows, base.Cols, nlist); got != want {
-				t.Errorf("python sees ntotal d nlist = %q, want %q", got, want)
-			}
-			_, labels, err := re.Search(queries.Slice(0, 5), 5, 8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, want := out[len(out)-1], joinInts(labels); got != want {
-				t.Errorf("python labels %q, ours %q", got, want)
-			}
-			if pyBytes, err := os.ReadFile(back); err != nil || !bytes.Equal(pyBytes, ours) {
-				t.Errorf("python's rewrite of our file differs (err %v)", err)
-			}
+			checkPythonView(t, out, re, queries, base, ours, back)
 		})
 	}
 }
@@ -1049,6 +1037,14 @@ func TestPythonReadsOPQ(t *testing.T) {
 	if got := out[len(out)-3]; got != "IndexPreTransform LinearTransform IndexIVFPQ" {
 		t.Errorf("python reads %q, want an IndexPreTransform of one LinearTransform over an IndexIVFPQ", got)
 	}
+	checkPythonView(t, out, re, queries, base, ours, back)
+}
+
+// checkPythonView checks the last two lines pyLoad printed for our file —
+// "ntotal d nlist" and the labels of the first 5 queries at nprobe 8 —
+// against our index, and that Python's rewrite of the file is our bytes.
+func checkPythonView(t *testing.T, out []string, re *Index, queries, base faissio.Matrix, ours []byte, back string) {
+	t.Helper()
 	if got, want := out[len(out)-2], fmt.Sprintf("%d %d %d", base.Rows, base.Cols, nlist); got != want {
 		t.Errorf("python sees ntotal d nlist = %q, want %q", got, want)
 	}
@@ -1060,7 +1056,7 @@ func TestPythonReadsOPQ(t *testing.T) {
 		t.Errorf("python labels %q, ours %q", got, want)
 	}
 	if pyBytes, err := os.ReadFile(back); err != nil || !bytes.Equal(pyBytes, ours) {
-		t.Errorf("python's rewrite of our OPQ file differs (err %v)", err)
+		t.Errorf("python's rewrite of our file differs (err %v)", err)
 	}
 }
 

@@ -40,7 +40,8 @@ type env struct {
 
 // Main runs the distillvq command line args (args[0] is the program name)
 // and returns the process exit code: 0 on success, 1 when the work failed,
-// 2 for a malformed command line. Errors are printed to stderr as one line.
+// 2 for a malformed command line, 130 when ctx was cancelled (an interrupt).
+// Errors are printed to stderr as one line.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr)}
 	cmd := &ucli.Command{
@@ -63,6 +64,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := cmd.Run(ctx, args)
 	if err == nil {
 		return 0
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "distillvq: interrupted")
+		return 130
 	}
 	msg := strings.Join(strings.Fields(err.Error()), " ")
 	fmt.Fprintf(stderr, "distillvq: %s\n", msg)

@@ -380,7 +380,7 @@ func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
 	dc.Progress = func(st distill.EpochStats) {
 		j.progress(fmt.Sprintf("distill loss %.3g val R@10 %.3f", st.LossPQ+st.LossIVF, st.ValRecall), st.Epoch, st.Epochs)
 	}
-	model, curve, err := distill.Distill(docs, init, lists, dc)
+	model, curve, err := distill.Distill(ctx, docs, init, lists, dc)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package distill
 
 import (
 	"container/heap"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -158,7 +159,9 @@ type trainer struct {
 // quantized documents ranks like exact search over docs (Distill-VQ). Each
 // document stays in its list from lists (the assignment of the initial
 // index) during training. It returns a new model and the training curve.
-func Distill(docs faissio.Matrix, init *Model, lists []int64, cfg DistillConfig) (*Model, []EpochStats, error) {
+//
+// Training stops with ctx's error when ctx is cancelled, at the next step.
+func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int64, cfg DistillConfig) (*Model, []EpochStats, error) {
 	if err := init.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -258,6 +261,9 @@ func Distill(docs faissio.Matrix, init *Model, lists []int64, cfg DistillConfig)
 		rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
 		var sumPQ, sumIVF float64
 		for b0 := 0; b0 < len(train); b0 += cfg.Batch {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
 			batch := train[b0:min(b0+cfg.Batch, len(train))]
 			cands := t.candidates(batch, teacher, queries, exclude, rng)
 			var wg sync.WaitGroup

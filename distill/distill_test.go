@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -138,7 +139,7 @@ func TestDistillImprovesRecallOnGloVe(t *testing.T) {
 		t.Fatal(err)
 	}
 	lists := init.Assign(docs)
-	learned, curve, err := Distill(docs, init, lists, DistillConfig{Queries: queries, Epochs: 4, Val: -1, Seed: 1})
+	learned, curve, err := Distill(context.Background(), docs, init, lists, DistillConfig{Queries: queries, Epochs: 4, Val: -1, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestDistillSiftsmallL2(t *testing.T) {
 		t.Fatal(err)
 	}
 	lists := init.Assign(docs)
-	learned, _, err := Distill(docs, init, lists, DistillConfig{PseudoQueries: 2000, Epochs: 4, Seed: 1})
+	learned, _, err := Distill(context.Background(), docs, init, lists, DistillConfig{PseudoQueries: 2000, Epochs: 4, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -33,6 +34,7 @@ func WriteFileAtomic(path string, write func(f *os.File) error) error {
 		return createError(path, dir, err)
 	}
 	tmp := f.Name()
+	pending.Store(tmp, struct{}{})
 	renamed := false
 	defer func() {
 		// Runs on errors and on panics alike: the deferred cleanup is what
@@ -42,6 +44,7 @@ func WriteFileAtomic(path string, write func(f *os.File) error) error {
 			f.Close()
 			os.Remove(tmp)
 		}
+		pending.Delete(tmp)
 	}()
 
 	if err := write(f); err != nil {
@@ -67,6 +70,20 @@ func WriteFileAtomic(path string, write func(f *os.File) error) error {
 	renamed = true
 	syncDir(dir)
 	return nil
+}
+
+// pending holds the temporary files of writes in progress, for
+// RemovePending.
+var pending sync.Map
+
+// RemovePending removes the temporary files of every WriteFileAtomic still in
+// progress. A program that must exit at once (on a second Ctrl-C, say) calls
+// it so that no half-written file stays behind.
+func RemovePending() {
+	pending.Range(func(k, _ any) bool {
+		os.Remove(k.(string))
+		return true
+	})
 }
 
 // createTemp is os.CreateTemp with mode 0666 instead of 0600, so that the
