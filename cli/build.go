@@ -124,6 +124,8 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "qrels", Category: "distillation", Usage: "labelled positives: query_index<TAB>doc_row per line"},
 			&ucli.IntFlag{Name: "val", Category: "distillation", Usage: "training queries held out to report recall each epoch (default min(500, 10%); -1 none)"},
 			&ucli.IntFlag{Name: "topk", Category: "distillation", Value: 200, Usage: "teacher's top documents per query"},
+			&ucli.IntFlag{Name: "topk-sample", Category: "distillation", Usage: "draw this many of the top-k per query and step instead of all (Top-K^n sampling)"},
+			&ucli.IntFlag{Name: "refresh-every", Category: "distillation", Usage: "steps between re-encodings of all documents (default: once per epoch)"},
 			&ucli.StringFlag{Name: "negatives", Category: "distillation", Value: "inbatch", Usage: "other candidates: inbatch, random or none"},
 			&ucli.IntFlag{Name: "in-batch", Category: "distillation", Value: 200, Usage: "negatives per query"},
 			&ucli.StringFlag{Name: "loss", Category: "distillation", Value: "listnet", Usage: "listnet, kl, mse, margin-mse or ranknet"},
@@ -151,6 +153,7 @@ func buildCommand(e *env) *ucli.Command {
 				Queries: c.String("queries"), Qrels: c.String("qrels"), ExportLists: c.String("export-lists"), LogJSON: c.String("log-json"),
 				Distill: distill.DistillConfig{
 					PseudoQueries: c.Int("pseudo-queries"), Val: c.Int("val"), TopK: c.Int("topk"),
+					TopKSample: c.Int("topk-sample"), RefreshEvery: c.Int("refresh-every"),
 					Negatives: c.String("negatives"), InBatch: c.Int("in-batch"), Loss: c.String("loss"), IVFLoss: c.String("ivf-loss"),
 					Temperature: c.Float("temperature"), IVFWeight: c.Float("ivf-weight"), Epochs: c.Int("epochs"), Batch: c.Int("batch"),
 					LRIVF: c.Float("lr-ivf"), LRPQ: c.Float("lr-pq"), Encode: c.String("encode"),

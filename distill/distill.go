@@ -34,6 +34,9 @@ type DistillConfig struct {
 	ValNprobe int // default max(1, nlist/16)
 
 	TopK int // teacher's top documents per query, default 200
+	// TopKSample, when positive, draws this many of the Top-K afresh for
+	// each step instead of using all K (the paper's Top-K^n sampling).
+	TopKSample int
 	// Negatives picks the candidates besides the teacher's Top-K:
 	// "inbatch" (default: InBatch documents drawn from the other queries'
 	// Top-K in the batch), "none" (Top-K only), "random" (InBatch random
@@ -56,6 +59,10 @@ type DistillConfig struct {
 	// the query score, (u-û)ᵀE[qqᵀ](u-û), over the training queries; "l2"
 	// is FAISS's nearest codeword. For L2 search only "l2" is used.
 	Encode string
+
+	// RefreshEvery is the number of steps between re-encodings of every
+	// document with the current parameters; 0 means once per epoch.
+	RefreshEvery int
 
 	Epochs int // default 8
 	Batch  int // queries per step, default 256
@@ -128,8 +135,8 @@ func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 		return fmt.Errorf("encode %q: want weighted or l2", c.Encode)
 	case c.IVFLoss != "list" && c.IVFLoss != "doc":
 		return fmt.Errorf("IVF loss %q: want list or doc", c.IVFLoss)
-	case c.TopK < 1 || c.Epochs < 1 || c.Batch < 1 || c.InBatch < 0:
-		return fmt.Errorf("top-k, epochs and batch must be at least 1")
+	case c.TopK < 1 || c.Epochs < 1 || c.Batch < 1 || c.InBatch < 0 || c.TopKSample < 0 || c.RefreshEvery < 0:
+		return fmt.Errorf("top-k, epochs and batch must be at least 1; in-batch, top-k sample and refresh not negative")
 	case c.Temperature < 0 || c.LRIVF < 0 || c.LRPQ < 0 || c.IVFWeight < 0:
 		return fmt.Errorf("temperature, learning rates and IVF weight must not be negative")
 	}
@@ -265,6 +272,9 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 				return nil, nil, err
 			}
 			batch := train[b0:min(b0+cfg.Batch, len(train))]
+			if cfg.RefreshEvery > 0 && step > 0 && step%cfg.RefreshEvery == 0 {
+				t.refreshCodes()
+			}
 			cands := t.candidates(batch, teacher, queries, exclude, rng)
 			var wg sync.WaitGroup
 			for w, g := range grads {
@@ -380,7 +390,11 @@ func (t *trainer) candidates(batch []int, teacher *Teacher, queries faissio.Matr
 	for i, qi := range batch {
 		c := make([]candidate, 0, K+t.cfg.InBatch)
 		seen := make(map[int32]struct{}, K+t.cfg.InBatch)
-		for r := 0; r < K; r++ {
+		ranks := rankRange(K)
+		if n := t.cfg.TopKSample; n > 0 && n < K {
+			ranks = rng.Perm(K)[:n]
+		}
+		for _, r := range ranks {
 			id := teacher.IDs[qi*K+r]
 			c = append(c, candidate{id, teacher.Scores[qi*K+r]})
 			seen[id] = struct{}{}
@@ -417,6 +431,15 @@ func (t *trainer) candidates(batch []int, teacher *Teacher, queries faissio.Matr
 		out[i] = c
 	}
 	return out
+}
+
+// rankRange is 0..k-1.
+func rankRange(k int) []int {
+	r := make([]int, k)
+	for i := range r {
+		r[i] = i
+	}
+	return r
 }
 
 // workerGrad accumulates one goroutine's share of a batch's gradients.
