@@ -105,7 +105,7 @@ func buildCommand(e *env) *ucli.Command {
 		Usage:     "train an IVFPQ or IVFFlat index on dense vectors and write it as a FAISS file",
 		UsageText: "distillvq build --docs docs.npy [--index ivfpq|ivfflat] [--nlist N] [--m M] [--metric ip|l2] [--ids ids.npy] [--train distill|kmeans|faiss] [--queries train.npy] -o out.faiss",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16), a folder or glob of .npy shards, or .fvecs", Required: true},
+			&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16/float64), a folder or glob of .npy shards, or .fvecs", Required: true},
 			&ucli.StringFlag{Name: "ids", Usage: "optional .npy of int64 ids, one per document (default 0..n-1)"},
 			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the .faiss file to write (atomically)", Required: true},
 			&ucli.StringFlag{Name: "index", Value: "ivfpq", Usage: "index type: ivfpq or ivfflat"},
@@ -162,6 +162,11 @@ func buildCommand(e *env) *ucli.Command {
 			if err := opts.checkFlags(); err != nil {
 				return err
 			}
+			if rj := c.String("report-json"); rj != "" {
+				if err := checkOutputDir(rj); err != nil {
+					return fail(err)
+				}
+			}
 			p := newProgress(e)
 			rep, err := Build(ctx, opts, p.update)
 			p.finish()
@@ -192,6 +197,8 @@ func (o *BuildOptions) checkFlags() error {
 		return fmt.Errorf("--m %d must be at least 1", o.M)
 	case o.Index == "ivfpq" && (o.Nbits < 1 || o.Nbits > 8):
 		return fmt.Errorf("--nbits %d outside 1..8", o.Nbits)
+	case o.Train == "distill" && o.Distill.Check() != nil:
+		return o.Distill.Check()
 	case o.OPQ && o.Index != "ivfpq":
 		return fmt.Errorf("--opq needs --index ivfpq")
 	case o.Niter < 1:
@@ -209,8 +216,10 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 	if progress == nil {
 		progress = func(string, int, int) {}
 	}
-	if err := checkOutputDir(o.Output); err != nil {
-		return nil, err
+	for _, out := range []string{o.Output, o.LogJSON} {
+		if err := checkOutputDir(out); out != "" && err != nil {
+			return nil, err
+		}
 	}
 	t0 := time.Now()
 	docs, err := faissio.ReadVectors(o.Docs)
@@ -279,6 +288,11 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 	if st, err := os.Stat(o.Output); err == nil {
 		rep.Bytes = st.Size()
 	}
+	if o.LogJSON != "" {
+		if err := writeJSON(o.LogJSON, j.curve); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
 }
 
@@ -291,6 +305,7 @@ type job struct {
 	rep      *BuildReport
 	rotation []float32 // D×D OPQ rotation, or nil
 	progress func(string, int, int)
+	curve    []distill.EpochStats // the distillation's training curve
 }
 
 // trainRotation trains FAISS's OPQ rotation on a sample of the documents and
@@ -317,7 +332,7 @@ func (j *job) trainRotation() error {
 // compute.
 func (j *job) buildKMeans(ctx context.Context) (*faiss.Index, error) {
 	t0 := time.Now()
-	model, err := distill.TrainKMeans(j.docs, j.cfg)
+	model, err := distill.TrainKMeans(ctx, j.docs, j.cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +389,7 @@ func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
 		}
 	}
 	t0 := time.Now()
-	init, err := distill.TrainKMeans(docs, j.cfg)
+	init, err := distill.TrainKMeans(ctx, docs, j.cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -388,11 +403,7 @@ func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
 		return nil, err
 	}
 	j.rep.Fit += time.Since(t0)
-	if o.LogJSON != "" {
-		if err := writeJSON(o.LogJSON, curve); err != nil {
-			return nil, err
-		}
-	}
+	j.curve = curve
 	t0 = time.Now()
 	var codes []byte
 	if o.ExportLists == "nearest" {

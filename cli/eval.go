@@ -34,8 +34,8 @@ func evalCommand(e *env) *ucli.Command {
 				return fmt.Errorf("--nprobe: %w", err)
 			}
 			k := c.Int("k")
-			if k < 1 {
-				return fmt.Errorf("-k %d must be at least 1", k)
+			if k < 1 || k > maxK {
+				return fmt.Errorf("-k %d outside 1..%d", k, maxK)
 			}
 			rows, err := Eval(EvalOptions{
 				Docs: c.String("docs"), IDs: c.String("ids"), Queries: c.String("queries"),

@@ -12,6 +12,9 @@ import (
 	"github.com/distillvq/distillvq/faissio"
 )
 
+// maxK bounds k: results are queries*k ids and scores held in memory.
+const maxK = 1 << 16
+
 // openIndex reads a FAISS index and the queries to run on it, and checks
 // they agree in dimension.
 func openIndex(indexPath, queriesPath string) (*faiss.Index, faiss.Info, faissio.Matrix, error) {
@@ -49,11 +52,17 @@ func searchCommand(e *env) *ucli.Command {
 		},
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			k, nprobe := c.Int("k"), c.Int("nprobe")
-			if k < 1 {
-				return fmt.Errorf("-k %d must be at least 1", k)
+			if k < 1 || k > maxK {
+				return fmt.Errorf("-k %d outside 1..%d", k, maxK)
 			}
 			if nprobe < 1 {
 				return fmt.Errorf("--nprobe %d must be at least 1", nprobe)
+			}
+			idsOut, scoresOut := c.String("ids-out"), c.String("scores-out")
+			for _, out := range []string{idsOut, scoresOut} {
+				if err := checkOutputDir(out); out != "" && err != nil {
+					return fail(err)
+				}
 			}
 			index, _, q, err := openIndex(c.String("index"), c.String("queries"))
 			if err != nil {
@@ -64,7 +73,6 @@ func searchCommand(e *env) *ucli.Command {
 			if err != nil {
 				return fail(err)
 			}
-			idsOut, scoresOut := c.String("ids-out"), c.String("scores-out")
 			if idsOut == "" && scoresOut == "" {
 				return fail(printResults(e, q.Rows, k, dist, labels))
 			}

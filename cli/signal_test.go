@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +26,8 @@ func TestInterruptLeavesNoOutput(t *testing.T) {
 	out := filepath.Join(outDir, "x.faiss")
 	os.WriteFile(out, []byte("previous index"), 0o644)
 	cmd := exec.Command(bin, "build", "--docs", gloveDocs, "--nlist", "64", "--m", "20", "--epochs", "50", "-o", out)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +41,11 @@ func TestInterruptLeavesNoOutput(t *testing.T) {
 	}
 	if took := time.Since(sent); took > 10*time.Second {
 		t.Errorf("took %v to stop", took)
+	}
+	// Training checks the context every step: it must stop by itself, not
+	// by the forced exit after the grace period.
+	if msg := stderr.String(); msg != "distillvq: interrupted\n" {
+		t.Errorf("stderr %q, want the one line of an interrupt honoured by training", msg)
 	}
 	entries, _ := os.ReadDir(outDir)
 	if len(entries) != 1 {

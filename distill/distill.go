@@ -88,6 +88,13 @@ type EpochStats struct {
 	Left      time.Duration `json:"left_ns"`
 }
 
+// Check reports option values that are wrong whatever the data, so a
+// command line can be refused before any work.
+func (c DistillConfig) Check() error {
+	c.Queries = faissio.Matrix{Rows: 1}
+	return c.defaults(1, 1, faissio.InnerProduct)
+}
+
 func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 	set := func(v *int, d int) {
 		if *v == 0 {
@@ -135,8 +142,12 @@ func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 		return fmt.Errorf("encode %q: want weighted or l2", c.Encode)
 	case c.IVFLoss != "list" && c.IVFLoss != "doc":
 		return fmt.Errorf("IVF loss %q: want list or doc", c.IVFLoss)
-	case c.TopK < 1 || c.Epochs < 1 || c.Batch < 1 || c.InBatch < 0 || c.TopKSample < 0 || c.RefreshEvery < 0:
-		return fmt.Errorf("top-k, epochs and batch must be at least 1; in-batch, top-k sample and refresh not negative")
+	case c.TopK < 1 || c.Epochs < 1 || c.Batch < 1:
+		return fmt.Errorf("top-k, epochs and batch must be at least 1")
+	case c.InBatch < 0 || c.TopKSample < 0 || c.RefreshEvery < 0:
+		return fmt.Errorf("in-batch, top-k sample and refresh interval must not be negative")
+	case c.TopK > 1<<16 || c.InBatch > 1<<16:
+		return fmt.Errorf("top-k and in-batch are at most 65536 candidates each")
 	case c.Temperature < 0 || c.LRIVF < 0 || c.LRPQ < 0 || c.IVFWeight < 0:
 		return fmt.Errorf("temperature, learning rates and IVF weight must not be negative")
 	}
@@ -160,6 +171,7 @@ type trainer struct {
 	temp    float64
 	ivfW    float64
 	members [][]int32 // documents of each list
+	fresh   bool      // codes match the current parameters
 }
 
 // Distill trains init's centroids and codebooks so that search over the
@@ -177,6 +189,17 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	}
 	if cfg.Queries.Rows > 0 && cfg.Queries.Cols != docs.Cols {
 		return nil, nil, fmt.Errorf("training queries have d=%d but documents have d=%d", cfg.Queries.Cols, docs.Cols)
+	}
+	if docs.Rows < 2 {
+		return nil, nil, fmt.Errorf("distillation needs at least 2 documents, got %d", docs.Rows)
+	}
+	if docs.Cols != init.D || len(lists) != docs.Rows {
+		return nil, nil, fmt.Errorf("%d lists for %d documents of d=%d, model d=%d", len(lists), docs.Rows, docs.Cols, init.D)
+	}
+	for i, l := range lists {
+		if l < 0 || l >= int64(init.Nlist) {
+			return nil, nil, fmt.Errorf("document %d is in list %d, outside 0..%d", i, l, init.Nlist-1)
+		}
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x64697374696c6c))
 	m := &Model{D: init.D, Metric: init.Metric, Nlist: init.Nlist, M: init.M, Nbits: init.Nbits,
@@ -208,15 +231,6 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			exclude[nq+i] = int32(r)
 		}
 	}
-	if cfg.Encode == "weighted" && t.metric == faissio.InnerProduct && m.M > 0 {
-		// The weight is the distribution searches will come from: the real
-		// queries when there are some.
-		if cfg.Queries.Rows > 0 {
-			m.EncodeWeight = SecondMoment(cfg.Queries)
-		} else {
-			m.EncodeWeight = SecondMoment(queries)
-		}
-	}
 	teacher := ExactTopK(docs, queries, cfg.TopK, t.metric, exclude)
 	K := teacher.K
 
@@ -235,6 +249,9 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	}
 	nval = max(0, min(nval, queries.Rows-1))
 	val, train := order[:nval], order[nval:]
+	if cfg.Encode == "weighted" && t.metric == faissio.InnerProduct && m.M > 0 {
+		m.EncodeWeight = SecondMoment(encodeQueries(queries, train, exclude))
+	}
 
 	rms := coordinateRMS(docs)
 	optO := newAdam(len(m.Centroids), cfg.LRIVF*rms)
@@ -243,10 +260,14 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	totalSteps := stepsPerEpoch * cfg.Epochs
 	warm := max(1, totalSteps/10)
 
-	workers := runtime.GOMAXPROCS(0)
-	grads := make([]*workerGrad, workers)
-	for w := range grads {
-		grads[w] = &workerGrad{gO: make([]float64, len(m.Centroids)), gC: make([]float64, len(m.Codebooks))}
+	// Gradients are summed in a fixed number of shards, each over a fixed
+	// share of the batch, then added in shard order: the result does not
+	// depend on how many goroutines run them.
+	const shards = 4
+	workers := min(runtime.GOMAXPROCS(0), shards)
+	grads := make([]*workerGrad, shards)
+	for s := range grads {
+		grads[s] = &workerGrad{gO: make([]float64, len(m.Centroids)), gC: make([]float64, len(m.Codebooks))}
 	}
 
 	// The model returned is the best by held-out recall, the starting point
@@ -257,14 +278,16 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	bestCentroids, bestCodebooks := slices.Clone(m.Centroids), slices.Clone(m.Codebooks)
 	if len(val) > 0 {
 		t.refreshCodes()
-		r := t.valRecall(queries, val, teacher)
+		r := t.valRecall(queries, val, teacher, exclude)
 		curve = append(curve, EpochStats{Epochs: cfg.Epochs, ValRecall: r})
 		best = r
 	}
 	start := time.Now()
 	step := 0
 	for ep := 0; ep < cfg.Epochs; ep++ {
-		t.refreshCodes()
+		if !t.fresh {
+			t.refreshCodes()
+		}
 		rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
 		var sumPQ, sumIVF float64
 		for b0 := 0; b0 < len(train); b0 += cfg.Batch {
@@ -272,20 +295,23 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 				return nil, nil, err
 			}
 			batch := train[b0:min(b0+cfg.Batch, len(train))]
-			if cfg.RefreshEvery > 0 && step > 0 && step%cfg.RefreshEvery == 0 {
+			if cfg.RefreshEvery > 0 && step > 0 && step%cfg.RefreshEvery == 0 && !t.fresh {
 				t.refreshCodes()
 			}
 			cands := t.candidates(batch, teacher, queries, exclude, rng)
 			var wg sync.WaitGroup
-			for w, g := range grads {
-				g.reset()
+			for w := range workers {
 				wg.Add(1)
-				go func(w int, g *workerGrad) {
+				go func(w int) {
 					defer wg.Done()
-					for i := w; i < len(batch); i += workers {
-						t.queryGrad(queries.Row(batch[i]), cands[i], g)
+					for s := w; s < shards; s += workers {
+						g := grads[s]
+						g.reset()
+						for i := s; i < len(batch); i += shards {
+							t.queryGrad(queries.Row(batch[i]), cands[i], g)
+						}
 					}
-				}(w, g)
+				}(w)
 			}
 			wg.Wait()
 			var lpq, livf float64
@@ -313,6 +339,7 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			}
 			lr := schedule(step, warm, totalSteps)
 			optO.step(m.Centroids, g.gO, lr)
+			t.fresh = false
 			if m.M > 0 {
 				optC.step(m.Codebooks, g.gC, lr)
 			}
@@ -324,8 +351,10 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			LossIVF: sumIVF / float64(stepsPerEpoch), ValRecall: -1, Elapsed: time.Since(start)}
 		st.Left = time.Duration(float64(st.Elapsed) / float64(ep+1) * float64(cfg.Epochs-ep-1))
 		if len(val) > 0 {
-			t.refreshCodes()
-			st.ValRecall = t.valRecall(queries, val, teacher)
+			if !t.fresh {
+				t.refreshCodes()
+			}
+			st.ValRecall = t.valRecall(queries, val, teacher, exclude)
 			if st.ValRecall > best {
 				best = st.ValRecall
 				copy(bestCentroids, m.Centroids)
@@ -342,6 +371,27 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	}
 	m.Centroids, m.Codebooks = bestCentroids, bestCodebooks
 	return m, curve, nil
+}
+
+// encodeQueries picks the queries whose second moment weights the
+// encoding: the real training queries when there are any (they are the
+// distribution searches come from), else the pseudo-queries; held-out
+// queries never, so validation judges an encoder it did not shape.
+func encodeQueries(queries faissio.Matrix, train []int, exclude []int32) faissio.Matrix {
+	var rows []int
+	for _, qi := range train {
+		if exclude == nil || exclude[qi] < 0 {
+			rows = append(rows, qi)
+		}
+	}
+	if len(rows) == 0 {
+		rows = train
+	}
+	out := faissio.Matrix{Rows: len(rows), Cols: queries.Cols, Data: make([]float32, len(rows)*queries.Cols)}
+	for i, qi := range rows {
+		copy(out.Row(i), queries.Row(qi))
+	}
+	return out
 }
 
 // schedule is the learning-rate factor: linear warm-up, then linear decay.
@@ -366,6 +416,7 @@ func (t *trainer) refreshCodes() {
 	if t.M == 0 {
 		return
 	}
+	t.fresh = true
 	if t.codes == nil {
 		t.codes = make([]uint8, t.docs.Rows*t.M)
 	}
@@ -614,7 +665,10 @@ func (t *trainer) reconstruct(doc int32, out []float32) {
 // valRecall is the 10-recall@10 of the held-out queries when searching the
 // current model as FAISS would (probe ValNprobe lists, score the
 // reconstructions), against the teacher's top 10.
-func (t *trainer) valRecall(queries faissio.Matrix, val []int, teacher *Teacher) float64 {
+//
+// A pseudo-query's own document (exclude[qi]) is skipped, as it is absent
+// from the teacher's results.
+func (t *trainer) valRecall(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) float64 {
 	const k = 10
 	K := teacher.K
 	d := t.d
@@ -630,8 +684,15 @@ func (t *trainer) valRecall(queries faissio.Matrix, val []int, teacher *Teacher)
 		}
 		sort.Slice(order, func(a, b int) bool { return z[order[a]] > z[order[b]] })
 		h := &topHeap{}
+		ex := int32(-1)
+		if exclude != nil {
+			ex = exclude[qi]
+		}
 		for _, l := range order[:min(t.cfg.ValNprobe, t.nlist)] {
 			for _, doc := range t.members[l] {
+				if doc == ex {
+					continue
+				}
 				var s float32
 				if t.M == 0 {
 					s = Score(t.metric, q, t.docs.Row(int(doc)))

@@ -134,7 +134,7 @@ func TestDistillImprovesRecallOnGloVe(t *testing.T) {
 	if testing.Short() || os.Getenv("CI_FAST") != "" {
 		cfg.Niter = 10
 	}
-	init, err := TrainKMeans(docs, cfg)
+	init, err := TrainKMeans(context.Background(), docs, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,13 +172,15 @@ func searchRecall(m *Model, docs faissio.Matrix, lists []int64, q faissio.Matrix
 	for i := range val {
 		val[i] = i
 	}
-	return t.valRecall(q, val, truth)
+	return t.valRecall(q, val, truth, nil)
 }
 
 // TestDistillSiftsmallL2 checks the L2 path on siftsmall (skipped when
-// ../shared is absent): documents drawn as pseudo-queries, evaluated on the
-// real held-out queries; the distilled index must reach at least the
-// k-means index's recall.
+// ../shared is absent): documents drawn as pseudo-queries (with held-out
+// ones choosing the epoch), evaluated on the real queries. Over nprobe 1, 4
+// and 16 the distilled index must reach at least the k-means index's mean
+// recall, and lose no more than 0.01 at any one of them (100 queries:
+// one query's hit is 0.001).
 func TestDistillSiftsmallL2(t *testing.T) {
 	docs, err := faissio.ReadVectors("../../shared/data/siftsmall/siftsmall_base.fvecs")
 	if err != nil {
@@ -188,7 +190,7 @@ func TestDistillSiftsmallL2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	init, err := TrainKMeans(docs, Config{Metric: faissio.L2, Nlist: 64, M: 16, Nbits: 8, Seed: 1})
+	init, err := TrainKMeans(context.Background(), docs, Config{Metric: faissio.L2, Nlist: 64, M: 16, Nbits: 8, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,12 +200,18 @@ func TestDistillSiftsmallL2(t *testing.T) {
 		t.Fatal(err)
 	}
 	truth := ExactTopK(docs, eval, 10, faissio.L2, nil)
+	var sumBefore, sumAfter float64
 	for _, nprobe := range []int{1, 4, 16} {
 		before := searchRecall(init, docs, lists, eval, truth, nprobe)
 		after := searchRecall(learned, docs, lists, eval, truth, nprobe)
 		t.Logf("nprobe %d: R10@10 k-means %.4f, distilled %.4f", nprobe, before, after)
-		if after < before {
+		if after < before-0.01 {
 			t.Errorf("nprobe %d: distillation lowered recall %.4f -> %.4f", nprobe, before, after)
 		}
+		sumBefore += before
+		sumAfter += after
+	}
+	if sumAfter < sumBefore {
+		t.Errorf("mean recall over nprobe fell from %.4f to %.4f", sumBefore/3, sumAfter/3)
 	}
 }

@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -40,7 +41,9 @@ func (c KMeansConfig) maxPoints() int {
 // row-major). Like FAISS it trains on a random sample of at most
 // k*MaxPointsPerCentroid rows, starts from k distinct random rows, and
 // splits a populous cluster whenever one empties.
-func KMeans(x faissio.Matrix, k int, cfg KMeansConfig) ([]float32, error) {
+//
+// It stops with ctx's error when ctx is cancelled, between iterations.
+func KMeans(ctx context.Context, x faissio.Matrix, k int, cfg KMeansConfig) ([]float32, error) {
 	if k < 1 {
 		return nil, fmt.Errorf("k-means: need at least 1 centroid, got %d", k)
 	}
@@ -67,6 +70,9 @@ func KMeans(x faissio.Matrix, k int, cfg KMeansConfig) ([]float32, error) {
 	counts := make([]int, k)
 	a := newAssigner(d, k)
 	for it := 0; it < cfg.niter(); it++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		a.assign(view(x), cent, cfg.Metric, labels, nil)
 		clear(sums)
 		clear(counts)

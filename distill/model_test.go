@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -118,11 +119,11 @@ func TestKMeansDeterministicAndImproves(t *testing.T) {
 		}
 	}
 	cfg := KMeansConfig{Seed: 42, Metric: faissio.L2}
-	a, err := KMeans(x, k, cfg)
+	a, err := KMeans(context.Background(), x, k, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := KMeans(x, k, cfg)
+	b, _ := KMeans(context.Background(), x, k, cfg)
 	if !slices.Equal(a, b) {
 		t.Fatal("same seed gave different centroids")
 	}
@@ -141,14 +142,14 @@ func TestKMeansDeterministicAndImproves(t *testing.T) {
 	// iterations continues the same trajectory.
 	prev := math.Inf(1)
 	for _, it := range []int{1, 3, 10, 25} {
-		c, _ := KMeans(x, k, KMeansConfig{Seed: 42, Niter: it, Metric: faissio.L2})
+		c, _ := KMeans(context.Background(), x, k, KMeansConfig{Seed: 42, Niter: it, Metric: faissio.L2})
 		got := sse(c)
 		if got > prev*(1+1e-6) {
 			t.Errorf("SSE rose to %.1f after %d iterations from %.1f", got, it, prev)
 		}
 		prev = got
 	}
-	if first, _ := KMeans(x, k, KMeansConfig{Seed: 42, Niter: 1, Metric: faissio.L2}); sse(a) >= sse(first) {
+	if first, _ := KMeans(context.Background(), x, k, KMeansConfig{Seed: 42, Niter: 1, Metric: faissio.L2}); sse(a) >= sse(first) {
 		t.Errorf("25 iterations did not improve on 1")
 	}
 }
@@ -164,7 +165,7 @@ func TestConfigValidate(t *testing.T) {
 		{Nlist: 4, M: 5, Nbits: 8, TrainSize: 100},
 		{Nlist: 4, TrainSize: 2},
 	} {
-		if _, err := TrainKMeans(x, c); err == nil {
+		if _, err := TrainKMeans(context.Background(), x, c); err == nil {
 			t.Errorf("%+v: no error", c)
 		}
 	}

@@ -51,6 +51,11 @@ func dot(a, b []float32) float32 {
 // from the documents; -1 for none) that must not be among its results.
 func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclude []int32) *Teacher {
 	k = min(k, docs.Rows)
+	if exclude != nil {
+		// One document per query is barred: every result slot must still
+		// be filled by a real document.
+		k = min(k, docs.Rows-1)
+	}
 	t := &Teacher{K: k, IDs: make([]int32, queries.Rows*k), Scores: make([]float32, queries.Rows*k)}
 	var norms []float32
 	if metric == faissio.L2 {

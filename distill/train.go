@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 
@@ -62,7 +63,9 @@ func (c Config) progress(phase string) func(done, total int) {
 // centroids (spherical for inner product, as FAISS's IndexIVF sets it), then,
 // for IVFPQ, k-means in each sub-space of the residuals to the assigned
 // centroids. It is the baseline and the starting point of distillation.
-func TrainKMeans(docs faissio.Matrix, cfg Config) (*Model, error) {
+//
+// It stops with ctx's error when ctx is cancelled.
+func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, error) {
 	if err := cfg.Check(docs.Rows, docs.Cols); err != nil {
 		return nil, err
 	}
@@ -82,7 +85,7 @@ func TrainKMeans(docs faissio.Matrix, cfg Config) (*Model, error) {
 
 	m := &Model{D: d, Metric: cfg.Metric, Nlist: cfg.Nlist, M: cfg.M, Nbits: cfg.Nbits}
 	var err error
-	m.Centroids, err = KMeans(train, cfg.Nlist, KMeansConfig{
+	m.Centroids, err = KMeans(ctx, train, cfg.Nlist, KMeansConfig{
 		Niter:     cfg.Niter,
 		Seed:      rng.Uint64(),
 		Spherical: cfg.Metric == faissio.InnerProduct,
@@ -102,7 +105,7 @@ func TrainKMeans(docs faissio.Matrix, cfg Config) (*Model, error) {
 	}
 	res := faissio.Matrix{Rows: pqTrain.Rows, Cols: d, Data: make([]float32, pqTrain.Rows*d)}
 	m.residuals(pqTrain, m.Assign(pqTrain), res.Data)
-	m.Codebooks, err = trainCodebooks(res, cfg.M, cfg.Nbits, cfg.Niter, rng.Uint64(), cfg.progress("PQ k-means"))
+	m.Codebooks, err = trainCodebooks(ctx, res, cfg.M, cfg.Nbits, cfg.Niter, rng.Uint64(), cfg.progress("PQ k-means"))
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +114,7 @@ func TrainKMeans(docs faissio.Matrix, cfg Config) (*Model, error) {
 
 // trainCodebooks runs an L2 k-means in each of the M sub-spaces of x and
 // returns the codebooks in FAISS's [M][ksub][dsub] order.
-func trainCodebooks(x faissio.Matrix, M, nbits, niter int, seed uint64, progress func(done, total int)) ([]float32, error) {
+func trainCodebooks(ctx context.Context, x faissio.Matrix, M, nbits, niter int, seed uint64, progress func(done, total int)) ([]float32, error) {
 	d, ksub := x.Cols, 1<<nbits
 	dsub := d / M
 	books := make([]float32, 0, d*ksub)
@@ -120,7 +123,7 @@ func trainCodebooks(x faissio.Matrix, M, nbits, niter int, seed uint64, progress
 		for i := 0; i < x.Rows; i++ {
 			copy(sub.Row(i), x.Row(i)[s*dsub:(s+1)*dsub])
 		}
-		cb, err := KMeans(sub, ksub, KMeansConfig{Niter: niter, Seed: seed + uint64(s), Metric: faissio.L2})
+		cb, err := KMeans(ctx, sub, ksub, KMeansConfig{Niter: niter, Seed: seed + uint64(s), Metric: faissio.L2})
 		if err != nil {
 			return nil, fmt.Errorf("PQ sub-space %d: %w", s, err)
 		}

@@ -33,7 +33,7 @@ func main() {
 		// taking any temporary output along. Outputs are only ever renamed
 		// into place when complete, so no partial file remains.
 		faissio.RemovePending()
-		fmt.Fprintln(os.Stderr, "distillvq: interrupted")
+		fmt.Fprintln(os.Stderr, "distillvq: interrupted (a FAISS call did not return within the grace period)")
 		os.Exit(130)
 	}()
 	code := cli.Main(ctx, os.Args, os.Stdout, os.Stderr)
