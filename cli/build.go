@@ -396,7 +396,7 @@ func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
 	lists := init.Assign(docs)
 	dc.Seed = o.Seed
 	dc.Progress = func(st distill.EpochStats) {
-		j.progress(fmt.Sprintf("distill loss %.3g val R@10 %.3f", st.LossPQ+st.LossIVF, st.ValRecall), st.Epoch, st.Epochs)
+		j.progress(fmt.Sprintf("distill: loss %.3g, held-out R10@10 %.3f", st.LossPQ+st.LossIVF, st.ValRecall), st.Epoch, st.Epochs)
 	}
 	model, curve, err := distill.Distill(ctx, docs, init, lists, dc)
 	if err != nil {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -20,14 +21,17 @@ type progress struct {
 func newProgress(e *env) *progress { return &progress{w: e.stderr, enabled: e.interactive} }
 
 // update moves the bar of phase to done out of total, starting a new bar when
-// the phase changes.
+// the phase changes. A phase may carry live figures after a colon
+// ("distill: loss 2.1"): they update the bar's label, not start a new bar,
+// so its elapsed and remaining times run on.
 func (p *progress) update(phase string, done, total int) {
 	if !p.enabled {
 		return
 	}
-	if phase != p.phase || p.bar == nil {
+	key, _, _ := strings.Cut(phase, ":")
+	if key != p.phase || p.bar == nil {
 		p.finish()
-		p.phase = phase
+		p.phase = key
 		p.bar = progressbar.NewOptions(total,
 			progressbar.OptionSetWriter(p.w),
 			progressbar.OptionSetDescription(fmt.Sprintf("%-14s", phase)),
@@ -39,6 +43,7 @@ func (p *progress) update(phase string, done, total int) {
 			progressbar.OptionClearOnFinish(),
 		)
 	}
+	p.bar.Describe(fmt.Sprintf("%-14s", phase))
 	_ = p.bar.Set(done)
 }
 
