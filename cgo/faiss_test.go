@@ -159,12 +159,7 @@ func TestRebuildWritesIdenticalBytes(t *testing.T) {
 				t.Errorf("list sizes sum to %d, %d ids, code size %d", sum, len(p.IDs), p.CodeSize())
 			}
 
-			_, want := writeBytes(t, orig, "faiss.index")
-			rePath, got := writeBytes(t, re, "rebuilt.index")
-			if !bytes.Equal(got, want) {
-				t.Fatalf("rebuilt index file differs from FAISS's: %d vs %d bytes, first difference at %d",
-					len(got), len(want), firstDiff(got, want))
-			}
+			rePath := sameFile(t, orig, re)
 
 			// Reading back gives the same parameters again.
 			rd, err := ReadIndex(rePath)
@@ -181,6 +176,19 @@ func TestRebuildWritesIdenticalBytes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sameFile writes FAISS's index and our rebuild of it and fails the test
+// unless the two files are byte-identical; it returns the rebuild's path.
+func sameFile(t *testing.T, orig, re *Index) string {
+	t.Helper()
+	_, want := writeBytes(t, orig, "faiss.index")
+	rePath, got := writeBytes(t, re, "rebuilt.index")
+	if !bytes.Equal(got, want) {
+		t.Fatalf("rebuilt index file differs from FAISS's: %d vs %d bytes, first difference at %d",
+			len(got), len(want), firstDiff(got, want))
+	}
+	return rePath
 }
 
 func firstDiff(a, b []byte) int {
@@ -885,12 +893,7 @@ func TestOPQRebuild(t *testing.T) {
 		t.Errorf("rebuilt index is an %s", info.Type)
 	}
 
-	_, want := writeBytes(t, orig, "faiss.index")
-	rePath, got := writeBytes(t, re, "rebuilt.index")
-	if !bytes.Equal(got, want) {
-		t.Fatalf("rebuilt OPQ index file differs from FAISS's: %d vs %d bytes, first difference at %d",
-			len(got), len(want), firstDiff(got, want))
-	}
+	rePath := sameFile(t, orig, re)
 	rd, err := ReadIndex(rePath)
 	if err != nil {
 		t.Fatal(err)
