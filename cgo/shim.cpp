@@ -2,7 +2,6 @@
 
 #include "shim.h"
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <cxxabi.h>
@@ -53,8 +52,7 @@ char* message(const char* s) {
 	return m;
 }
 
-// The requested thread count, or 0 for the defaults recorded on first use.
-std::atomic<int> threads{0};
+// The thread counts in force, recorded on first use.
 std::once_flag defaults_once;
 int omp_default = 1;
 int blas_default = 1;
@@ -78,8 +76,7 @@ void record_defaults() {
 // keeps it per thread and Go runs each call on whichever thread it likes.
 void apply_threads() {
 	record_defaults();
-	int n = threads.load();
-	omp_set_num_threads(n > 0 ? n : omp_default);
+	omp_set_num_threads(omp_default);
 }
 
 // guard runs f, turning any exception into a message.
