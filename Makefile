@@ -35,8 +35,9 @@ demo: build
 		--index out/glove20k-distill.faiss --index out/glove20k-faiss.faiss
 	@echo "Distill-VQ index written to $(abspath out/glove20k-distill.faiss) (load it with faiss.read_index)"
 
+# Tests that build the binary call `go` by name: put this Go first on PATH.
 test: deps
-	DISTILLVQ_REQUIRE_PYTHON=1 $(GO) test -count=1 -timeout 60m ./...
+	PATH="$(dir $(GO)):$$PATH" DISTILLVQ_REQUIRE_PYTHON=1 $(GO) test -count=1 -timeout 60m ./...
 
 race: deps
 	$(GO) test -count=1 -race ./cgo/ ./faissio/ ./distill/
@@ -49,7 +50,7 @@ bench: deps
 	@mkdir -p out
 	@test -f $(GLOVE100K)/docs.npy || /usr/bin/python3 testdata/glove.py --docs 100000 --train-queries 10000 \
 		--queries 1000 --ranks 0:341479 --dtype float32 --out $(GLOVE100K)
-	DISTILLVQ_BENCH=1 DISTILLVQ_BENCH_GLOVE=$(abspath $(GLOVE100K)) $(GO) test -count=1 -timeout 180m -run TestBenchReport -v ./cli/
+	PATH="$(dir $(GO)):$$PATH" DISTILLVQ_BENCH=1 DISTILLVQ_BENCH_GLOVE=$(abspath $(GLOVE100K)) $(GO) test -count=1 -timeout 180m -run TestBenchReport -v ./cli/
 
 clean:
 	rm -rf bin out
