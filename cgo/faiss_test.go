@@ -237,15 +237,7 @@ func TestRebuildSearchesIdentically(t *testing.T) {
 			re, _ := rebuild(t, orig)
 			var prev []int64
 			for _, nprobe := range []int{1, 4, nlist} {
-				d1, l1, err := orig.Search(queries, 10, nprobe)
-				if err != nil {
-					t.Fatal(err)
-				}
-				d2, l2, err := re.Search(queries, 10, nprobe)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sameResults(t, fmt.Sprintf("nprobe %d", nprobe), d1, l1, d2, l2)
+				l1 := searchSame(t, orig, re, queries, nprobe)
 				for _, l := range l1 {
 					if l != -1 && (l < 1_000_000 || (l-1_000_000)%7 != 0) {
 						t.Fatalf("label %d is not one of the added ids", l)
@@ -906,16 +898,24 @@ func TestOPQRebuild(t *testing.T) {
 	}
 
 	for _, nprobe := range []int{1, 4, nlist} {
-		d1, l1, err := orig.Search(queries, 10, nprobe)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d2, l2, err := re.Search(queries, 10, nprobe)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameResults(t, fmt.Sprintf("nprobe %d", nprobe), d1, l1, d2, l2)
+		searchSame(t, orig, re, queries, nprobe)
 	}
+}
+
+// searchSame searches both indexes for the top 10 at nprobe, fails the test
+// unless they agree (sameResults), and returns the original's labels.
+func searchSame(t *testing.T, orig, re *Index, queries faissio.Matrix, nprobe int) []int64 {
+	t.Helper()
+	d1, l1, err := orig.Search(queries, 10, nprobe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, l2, err := re.Search(queries, 10, nprobe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameResults(t, fmt.Sprintf("nprobe %d", nprobe), d1, l1, d2, l2)
+	return l1
 }
 
 func TestTrainOPQ(t *testing.T) {

@@ -204,16 +204,8 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x64697374696c6c))
 	m := &Model{D: init.D, Metric: init.Metric, Nlist: init.Nlist, M: init.M, Nbits: init.Nbits,
 		Centroids: slices.Clone(init.Centroids), Codebooks: slices.Clone(init.Codebooks)}
-	t := &trainer{cfg: cfg, docs: docs, metric: init.Metric, d: init.D, M: init.M, nlist: init.Nlist, model: m,
-		lists: make([]int32, docs.Rows), members: make([][]int32, init.Nlist)}
+	t := newTrainer(cfg, docs, m, lists)
 	t.loss, _ = LossByName(cfg.Loss)
-	if m.M > 0 {
-		t.ksub, t.dsub = m.Ksub(), m.Dsub()
-	}
-	for i, l := range lists {
-		t.lists[i] = int32(l)
-		t.members[l] = append(t.members[l], int32(i))
-	}
 
 	// Training queries: the given ones, then documents standing in for
 	// queries.
@@ -392,6 +384,21 @@ func encodeQueries(queries faissio.Matrix, train []int, exclude []int32) faissio
 		copy(out.Row(i), queries.Row(qi))
 	}
 	return out
+}
+
+// newTrainer sets up the training state of model m over docs, each document
+// in its list from lists.
+func newTrainer(cfg DistillConfig, docs faissio.Matrix, m *Model, lists []int64) *trainer {
+	t := &trainer{cfg: cfg, docs: docs, metric: m.Metric, d: m.D, M: m.M, nlist: m.Nlist, model: m,
+		lists: make([]int32, docs.Rows), members: make([][]int32, m.Nlist)}
+	if m.M > 0 {
+		t.ksub, t.dsub = m.Ksub(), m.Dsub()
+	}
+	for i, l := range lists {
+		t.lists[i] = int32(l)
+		t.members[l] = append(t.members[l], int32(i))
+	}
+	return t
 }
 
 // schedule is the learning-rate factor: linear warm-up, then linear decay.

@@ -23,13 +23,8 @@ func gradProblem(metric faissio.Metric, lossName, ivfLoss string) (*trainer, []f
 		m.Codebooks[i] *= 0.5
 	}
 	loss, _ := LossByName(lossName)
-	t := &trainer{cfg: DistillConfig{IVFLoss: ivfLoss}, docs: docs, metric: metric, d: d, M: M, nlist: nlist,
-		ksub: 1 << nbits, dsub: d / M, model: m, loss: loss, temp: 0.7, ivfW: 0.3,
-		lists: make([]int32, n), members: make([][]int32, nlist)}
-	lists := m.Assign(docs)
-	for i, l := range lists {
-		t.lists[i] = int32(l)
-	}
+	t := newTrainer(DistillConfig{IVFLoss: ivfLoss}, docs, m, m.Assign(docs))
+	t.loss, t.temp, t.ivfW = loss, 0.7, 0.3
 	t.refreshCodes()
 	q := randMatrix(rng, 1, d).Data
 	var cands []candidate
@@ -158,15 +153,7 @@ func TestDistillImprovesRecallOnGloVe(t *testing.T) {
 // searchRecall searches model as FAISS's IVFPQ would, with the documents in
 // the given lists, and returns the 10-recall@10 against truth.
 func searchRecall(m *Model, docs faissio.Matrix, lists []int64, q faissio.Matrix, truth *Teacher, nprobe int) float64 {
-	t := &trainer{cfg: DistillConfig{ValNprobe: nprobe}, docs: docs, metric: m.Metric, d: m.D, M: m.M, nlist: m.Nlist,
-		model: m, lists: make([]int32, docs.Rows), members: make([][]int32, m.Nlist)}
-	if m.M > 0 {
-		t.ksub, t.dsub = m.Ksub(), m.Dsub()
-	}
-	for i, l := range lists {
-		t.lists[i] = int32(l)
-		t.members[l] = append(t.members[l], int32(i))
-	}
+	t := newTrainer(DistillConfig{ValNprobe: nprobe}, docs, m, lists)
 	t.refreshCodes()
 	val := make([]int, q.Rows)
 	for i := range val {
