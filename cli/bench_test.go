@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"os"
@@ -42,7 +44,7 @@ type benchRun struct {
 	Wall    time.Duration `json:"wall_ns"`
 	MaxRSS  int64         `json:"max_rss_bytes"`
 	Report  BuildReport   `json:"report"`
-	Recall  []EvalRow     `json:"recall_at_10"`
+	Recall  []float64     `json:"recall_at_10"`
 	R100    float64       `json:"recall_100_at_100"`
 	Nprobe  []int         `json:"nprobe"`
 	Default int           `json:"nprobe_nlist_16"`
@@ -138,14 +140,17 @@ func TestBenchReport(t *testing.T) {
 			if err := json.Unmarshal(data, &r.Report); err != nil {
 				t.Fatal(err)
 			}
-			if r.Recall, err = Eval(EvalOptions{Docs: c.Docs, Queries: c.Queries, Indexes: []string{out}, K: 10, Nprobes: nprobes}); err != nil {
-				t.Fatal(err)
-			}
-			r100, err := Eval(EvalOptions{Docs: c.Docs, Queries: c.Queries, Indexes: []string{out}, K: 100, Nprobes: []int{np16}})
+			ev, err := Eval(context.Background(), EvalOptions{Docs: c.Docs, Queries: c.Queries, Indexes: []string{out}, Ks: []int{10, 100},
+				Nprobes: nprobes, NoCache: true}, io.Discard, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r.R100 = r100[0].Recall
+			for _, p := range ev.Indexes[0].Points {
+				r.Recall = append(r.Recall, p.KRecall[10])
+				if p.Nprobe == np16 {
+					r.R100 = p.KRecall[100]
+				}
+			}
 			runs = append(runs, r)
 			t.Logf("%s %s: train %.1fs, wall %.1fs, R10@10 %v", c.Data, b.Name, r.Report.Fit.Seconds(), r.Wall.Seconds(), recalls(r.Recall))
 		}
@@ -216,10 +221,10 @@ func normalised(t *testing.T, dir, path string) string {
 	return out
 }
 
-func recalls(rows []EvalRow) string {
+func recalls(rows []float64) string {
 	s := make([]string, len(rows))
 	for i, r := range rows {
-		s[i] = fmt.Sprintf("%.3f", r.Recall)
+		s[i] = fmt.Sprintf("%.3f", r)
 	}
 	return strings.Join(s, " / ")
 }

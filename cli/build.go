@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v3"
@@ -104,7 +105,7 @@ func buildCommand(e *env) *ucli.Command {
 		Name:      "build",
 		Usage:     "train an IVFPQ or IVFFlat index on dense vectors and write it as a FAISS file",
 		UsageText: "distillvq build --docs docs.npy [--index ivfpq|ivfflat] [--nlist N] [--m M] [--metric ip|l2] [--ids ids.npy] [--train distill|kmeans|faiss] [--queries train.npy] -o out.faiss",
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16/float64), a folder or glob of .npy shards, or .fvecs", Required: true},
 			&ucli.StringFlag{Name: "ids", Usage: "optional .npy of int64 ids, one per document (default 0..n-1)"},
 			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the .faiss file to write (atomically)", Required: true},
@@ -139,7 +140,9 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "encode", Category: "distillation", Value: "weighted", Usage: "PQ encoding for inner product: weighted (minimise the expected query-score error) or l2 (FAISS's)"},
 			&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "train", Usage: "train (keep training-time lists) or nearest (re-assign to learned centroids)"},
 			&ucli.StringFlag{Name: "log-json", Category: "distillation", Usage: "write the training curve (loss, validation recall per epoch) as JSON"},
-		},
+			&ucli.BoolFlag{Name: "compare", Category: "compare", Usage: "also build FAISS's own training of the same index (OUT-faiss.faiss) and compare the two on --eval-queries"},
+			&ucli.StringFlag{Name: "eval-queries", Category: "compare", Usage: "held-out queries for --compare (not used in training)"},
+		}, evalFlags("eval-")...),
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			metric, err := faissio.ParseMetric(c.String("metric"))
 			if err != nil {
@@ -162,8 +165,20 @@ func buildCommand(e *env) *ucli.Command {
 			if err := opts.checkFlags(); err != nil {
 				return err
 			}
-			if rj := c.String("report-json"); rj != "" {
-				if err := checkOutputDir(rj); err != nil {
+			var cmp *EvalOptions
+			if c.Bool("compare") {
+				eo, err := compareOptions(c, opts)
+				if err != nil {
+					return err
+				}
+				cmp = &eo
+			}
+			outs := []string{c.String("report-json")}
+			if cmp != nil {
+				outs = append(outs, cmp.JSON, cmp.Markdown, cmp.Plot)
+			}
+			for _, out := range outs {
+				if err := checkOutputDir(out); out != "" && err != nil {
 					return fail(err)
 				}
 			}
@@ -175,11 +190,62 @@ func buildCommand(e *env) *ucli.Command {
 			}
 			printBuildReport(e, rep)
 			if path := c.String("report-json"); path != "" {
-				return fail(writeJSON(path, rep))
+				if err := writeJSON(path, rep); err != nil {
+					return fail(err)
+				}
 			}
-			return nil
+			if cmp == nil {
+				return nil
+			}
+			return fail(compareWithFAISS(ctx, e, opts, rep, *cmp))
 		},
 	}
+}
+
+// compareOptions reads the --eval-* flags of build --compare.
+func compareOptions(c *ucli.Command, o BuildOptions) (EvalOptions, error) {
+	if o.Train == "faiss" {
+		return EvalOptions{}, fmt.Errorf("--compare compares with FAISS's training, and --train faiss is that already")
+	}
+	q := c.String("eval-queries")
+	if q == "" {
+		return EvalOptions{}, fmt.Errorf("--compare needs --eval-queries: held-out queries that training did not see")
+	}
+	eo, err := evalOptionsFrom(c, "eval-")
+	if err != nil {
+		return eo, err
+	}
+	eo.Docs, eo.IDs, eo.Queries = o.Docs, o.IDs, q
+	eo.Indexes = []string{o.Output, compareOutput(o.Output)}
+	return eo, nil
+}
+
+// compareOutput names FAISS's index built beside ours: out.faiss → out-faiss.faiss.
+func compareOutput(out string) string {
+	ext := filepath.Ext(out)
+	return strings.TrimSuffix(out, ext) + "-faiss" + ext
+}
+
+// compareWithFAISS builds FAISS's own training of the index just built, with
+// the same shape, seed, iterations and sample, and compares the two.
+func compareWithFAISS(ctx context.Context, e *env, o BuildOptions, ours *BuildReport, eo EvalOptions) error {
+	o.Train, o.Output = "faiss", eo.Indexes[1]
+	o.Nlist, o.M, o.LogJSON = ours.Nlist, ours.M, ""
+	p := newProgress(e)
+	rep, err := Build(ctx, o, p.update)
+	p.finish()
+	if err != nil {
+		return err
+	}
+	printBuildReport(e, rep)
+	fmt.Fprintln(e.stdout)
+	p = newProgress(e)
+	ev, err := Eval(ctx, eo, e.stderr, p.update)
+	p.finish()
+	if err != nil {
+		return err
+	}
+	return writeEvalReports(e, ev, eo)
 }
 
 // checkFlags rejects option values that are wrong whatever the data.

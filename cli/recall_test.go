@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"testing"
 
@@ -47,13 +48,16 @@ func TestKMeansMatchesFAISSRecall(t *testing.T) {
 							}
 							paths = append(paths, o.Output)
 						}
-						rows, err := Eval(EvalOptions{Docs: ds.docs, Queries: ds.queries, K: 10, Nprobes: nprobes, Indexes: paths})
+						rep, err := Eval(context.Background(), EvalOptions{Docs: ds.docs, Queries: ds.queries, Ks: []int{10}, Nprobes: nprobes,
+							Indexes: paths, NoCache: true}, io.Discard, nil)
 						if err != nil {
 							t.Fatal(err)
 						}
 						mean[trainer] = make([]float64, len(nprobes))
-						for i, r := range rows {
-							mean[trainer][i%len(nprobes)] += r.Recall / seeds
+						for _, ir := range rep.Indexes {
+							for i, p := range ir.Points {
+								mean[trainer][i] += p.KRecall[10] / seeds
+							}
 						}
 					}
 					for i, np := range nprobes {

@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	faiss "github.com/distillvq/distillvq/cgo"
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// groundTruth is the exact top-k of every query: ids (as the indexes name
+// documents), nq rows of k, -1 where there are fewer than k documents.
+type groundTruth struct {
+	K      int
+	IDs    []int64
+	Source string // "computed", "cache PATH" or "file PATH"
+}
+
+// row returns the exact top-k ids of query i.
+func (g *groundTruth) row(i int) []int64 { return g.IDs[i*g.K : (i+1)*g.K] }
+
+// gtRequest names the inputs of an exact search.
+type gtRequest struct {
+	Docs, IDs, Queries string
+	K                  int
+	Metric             faissio.Metric
+	NoCache            bool
+}
+
+// gtVersion changes the cache key when the cache's content would change.
+const gtVersion = "distillvq-gt-1"
+
+// loadGroundTruth returns the exact top-k of the queries q over the
+// documents. It reads a cached table keyed by a hash of the documents',
+// ids' and queries' bytes, k and the metric, and otherwise computes it with
+// an exact FAISS index and caches it beside the queries (a hidden file, so
+// that folder-of-shards inputs do not pick it up). A cache that cannot be
+// written is only a note on warn.
+func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io.Writer, prog func(string, int, int)) (*groundTruth, error) {
+	key, err := gtKey(r)
+	if err != nil {
+		return nil, err
+	}
+	qfiles, err := faissio.VectorFiles(r.Queries)
+	if err != nil {
+		return nil, err
+	}
+	cache := filepath.Join(filepath.Dir(qfiles[0]), "."+filepath.Base(qfiles[0])+".gt-"+key[:16]+".npy")
+	if !r.NoCache {
+		if rows, cols, ids, err := faissio.ReadNeighbors(cache); err == nil && rows == q.Rows && cols == r.K {
+			return &groundTruth{K: r.K, IDs: ids, Source: "cache " + cache}, nil
+		}
+	}
+	docs, err := faissio.ReadVectors(r.Docs)
+	if err != nil {
+		return nil, err
+	}
+	if docs.Cols != q.Cols {
+		return nil, fmt.Errorf("queries %s have d=%d but documents %s have d=%d", r.Queries, q.Cols, r.Docs, docs.Cols)
+	}
+	var ids []int64
+	if r.IDs != "" {
+		if ids, err = faissio.ReadIDs(r.IDs, docs.Rows); err != nil {
+			return nil, err
+		}
+	}
+	labels, err := exactSearch(ctx, docs, ids, q, r.K, r.Metric, prog)
+	if err != nil {
+		return nil, err
+	}
+	gt := &groundTruth{K: r.K, IDs: labels, Source: "computed"}
+	if !r.NoCache {
+		if err := faissio.WriteNpyInt64(cache, q.Rows, r.K, labels); err != nil {
+			fmt.Fprintf(warn, "distillvq: note: ground truth not cached: %v\n", err)
+		} else {
+			gt.Source = "computed, cached in " + cache
+		}
+	}
+	return gt, nil
+}
+
+// gtKey hashes everything the exact top-k depends on.
+func gtKey(r gtRequest) (string, error) {
+	h := sha256.New()
+	io.WriteString(h, gtVersion)
+	for _, p := range []string{r.Docs, r.IDs, r.Queries} {
+		if p == "" {
+			io.WriteString(h, "\x00none")
+			continue
+		}
+		files, err := faissio.VectorFiles(p)
+		if err != nil {
+			return "", err
+		}
+		for _, name := range files {
+			if err := hashFile(h, name); err != nil {
+				return "", err
+			}
+		}
+	}
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(r.K))
+	binary.LittleEndian.PutUint64(b[8:], uint64(r.Metric))
+	h.Write(b[:])
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashFile adds the length and bytes of a file to h.
+func hashFile(h io.Writer, name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(n))
+	h.Write(b[:])
+	return nil
+}
+
+// gtBlock is the number of queries searched per FAISS call for the ground
+// truth: large enough for BLAS to run at full speed, small enough to report
+// progress and stop promptly on an interrupt.
+const gtBlock = 512
+
+// exactSearch is the ground truth: the top-k of each query over the docs by
+// an exact FAISS index, as ids.
+func exactSearch(ctx context.Context, docs faissio.Matrix, ids []int64, q faissio.Matrix, k int, metric faissio.Metric, prog func(string, int, int)) ([]int64, error) {
+	flat, err := faiss.NewFlat(metric, docs)
+	if err != nil {
+		return nil, err
+	}
+	defer flat.Close()
+	labels := make([]int64, 0, q.Rows*k)
+	for i := 0; i < q.Rows; i += gtBlock {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if prog != nil {
+			prog("ground truth", i, q.Rows)
+		}
+		_, l, err := flat.Search(q.Slice(i, min(i+gtBlock, q.Rows)), k, 1)
+		if err != nil {
+			return nil, err
+		}
+		labels = append(labels, l...)
+	}
+	if prog != nil {
+		prog("ground truth", q.Rows, q.Rows)
+	}
+	if ids != nil {
+		for i, l := range labels {
+			if l >= 0 {
+				labels[i] = ids[l]
+			}
+		}
+	}
+	return labels, nil
+}
+
+// readGroundTruth reads a supplied ground-truth table and checks it covers
+// the queries to depth k; only its first k columns are used.
+func readGroundTruth(path string, nq, k int) (*groundTruth, error) {
+	rows, cols, ids, err := faissio.ReadNeighbors(path)
+	if err != nil {
+		return nil, err
+	}
+	if rows != nq {
+		return nil, fmt.Errorf("ground truth %s has %d rows for %d queries", path, rows, nq)
+	}
+	if cols < k {
+		return nil, fmt.Errorf("ground truth %s has %d neighbours per query, fewer than k = %d", path, cols, k)
+	}
+	out := make([]int64, nq*k)
+	for i := range nq {
+		copy(out[i*k:(i+1)*k], ids[i*cols:i*cols+k])
+	}
+	return &groundTruth{K: k, IDs: out, Source: "file " + path}, nil
+}
