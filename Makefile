@@ -24,16 +24,16 @@ build: deps
 
 # The main job on the embedded GloVe set: an IVFPQ index trained by
 # Distill-VQ from the training query words, FAISS's own training of the same
-# index beside it, and their recall against exact search on held-out words.
+# index beside it (--compare), and their recall and speed against exact
+# search on held-out words, as a table, Markdown, JSON and a plot.
 demo: build
 	@mkdir -p out
 	$(BIN) build --docs $(DATA)/docs.npy --queries $(DATA)/train-queries.npy --train distill \
-		--index ivfpq --nlist 128 --m 20 --metric ip -o out/glove20k-distill.faiss
-	$(BIN) build --docs $(DATA)/docs.npy --train faiss --index ivfpq --nlist 128 --m 20 --metric ip \
-		-o out/glove20k-faiss.faiss
-	$(BIN) eval --docs $(DATA)/docs.npy --queries $(DATA)/queries.npy -k 10 --nprobe 1,4,8,16,32 \
-		--index out/glove20k-distill.faiss --index out/glove20k-faiss.faiss
-	@echo "Distill-VQ index written to $(abspath out/glove20k-distill.faiss) (load it with faiss.read_index)"
+		--index ivfpq --nlist 128 --m 20 --metric ip -o out/glove20k-distill.faiss \
+		--compare --eval-queries $(DATA)/queries.npy --eval-nprobe 1,2,4,8,16,32,auto --eval-target-recall 0.6 \
+		--eval-min-time 1s --eval-markdown out/glove20k-eval.md --eval-json out/glove20k-eval.json --eval-plot out/glove20k-eval.png
+	@echo "Distill-VQ index written to $(abspath out/glove20k-distill.faiss) (load it with faiss.read_index);"
+	@echo "FAISS's training of the same index: $(abspath out/glove20k-distill-faiss.faiss); report: out/glove20k-eval.{md,json,png}"
 
 # Tests that build the binary call `go` by name: put this Go first on PATH.
 test: deps

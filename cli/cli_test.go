@@ -31,11 +31,19 @@ func run(t *testing.T, args ...string) (int, string, string) {
 // mustRun runs the command line and fails the test unless it succeeds.
 func mustRun(t *testing.T, args ...string) string {
 	t.Helper()
+	out, _ := runOK(t, args...)
+	return out
+}
+
+// runOK runs the command line, fails the test unless it succeeds, and
+// returns its standard output and error.
+func runOK(t *testing.T, args ...string) (string, string) {
+	t.Helper()
 	code, out, errs := run(t, args...)
 	if code != 0 {
 		t.Fatalf("distillvq %s: exit %d: %s", strings.Join(args, " "), code, errs)
 	}
-	return out
+	return out, errs
 }
 
 // haveSift reports whether the siftsmall set lies beside the checkout.
@@ -75,16 +83,25 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 		{"ivfpq", "ip", 10, 4},
 		{"ivfflat", "ip", 0, 0},
 		{"ivfflat", "l2", 0, 0},
+		{"opq-ivfpq", "ip", 20, 8},
+		{"opq-distill-ivfpq", "l2", 20, 8},
 	}
 	for _, c := range cases {
 		name := fmt.Sprintf("%s-%s-m%d-b%d", c.index, c.metric, c.m, c.nbits)
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(dir, name+".faiss")
 			index, train := c.index, "kmeans"
+			opq := false
+			if rest, ok := strings.CutPrefix(index, "opq-"); ok {
+				index, opq = rest, true
+			}
 			if rest, ok := strings.CutPrefix(index, "distill-"); ok {
 				index, train = rest, "distill"
 			}
 			args := []string{"build", "--docs", gloveDocs, "--index", index, "--metric", c.metric, "--nlist", "64", "--train", train, "-o", out}
+			if opq {
+				args = append(args, "--opq")
+			}
 			if train == "distill" {
 				args = append(args, "--queries", gloveDir+"/train-queries.npy", "--epochs", "2")
 			}
@@ -108,6 +125,7 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 			var got struct {
 				D, Ntotal, Metric, Nlist, M, Nbits int
 				Type                               string
+				Outer                              string
 				IDsEqual                           bool    `json:"ids_equal"`
 				RowsDiff                           int     `json:"rows_with_different_ids"`
 				MaxScoreDiff                       float64 `json:"max_score_diff"`
@@ -116,7 +134,8 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 				t.Fatalf("python output %q: %v", res, err)
 			}
 			wantMetric := map[string]int{"ip": 0, "l2": 1}[c.metric]
-			if got.D != 100 || got.Ntotal != 20000 || got.Nlist != 64 || got.Metric != wantMetric || got.M != c.m || got.Nbits != c.nbits {
+			wantOuter := map[bool]string{false: got.Type, true: "IndexPreTransform"}[opq]
+			if got.D != 100 || got.Ntotal != 20000 || got.Nlist != 64 || got.Metric != wantMetric || got.M != c.m || got.Nbits != c.nbits || got.Outer != wantOuter {
 				t.Errorf("Python FAISS sees %+v", got)
 			}
 			if !got.IDsEqual || got.MaxScoreDiff > 1e-5 {

@@ -168,7 +168,7 @@ func writeTable(w io.Writer, head []string, rows [][]string, markdown bool) {
 // primary k, one line per index, each point labelled by its nprobe.
 func plotRecallQPS(path string, rep *EvalReport) error {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s: %d queries, FAISS search on %d thread(s)", filepath.Base(rep.Queries), rep.NQ, rep.Threads)
+	p.Title.Text = fmt.Sprintf("%s: %d queries, FAISS search threads: %d", filepath.Base(rep.Queries), rep.NQ, rep.Threads)
 	p.X.Label.Text = fmt.Sprintf("%d-recall@%d", rep.PrimaryK, rep.PrimaryK)
 	p.Y.Label.Text = "queries per second (batch)"
 	p.Y.Scale = plot.LogScale{}
@@ -219,19 +219,26 @@ func plotRecallQPS(path string, rep *EvalReport) error {
 	})
 }
 
-// logTicks125 labels a log axis at 1, 2 and 5 times powers of ten, so that a
-// range of less than a decade still gets several labels.
+// logTicks125 labels a log axis at 1, 2 and 5 times powers of ten, or at
+// every integer multiple when that leaves fewer than three labels, so that a
+// range of less than a decade still gets several.
 type logTicks125 struct{}
 
 // Ticks returns the ticks between min and max.
 func (logTicks125) Ticks(min, max float64) []plot.Tick {
 	var ticks []plot.Tick
-	for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
-		for _, m := range []float64{1, 2, 5} {
-			v := m * math.Pow(10, e)
-			if v >= min && v <= max {
-				ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+	for _, mults := range [][]float64{{1, 2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}} {
+		ticks = ticks[:0]
+		for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
+			for _, m := range mults {
+				v := m * math.Pow(10, e)
+				if v >= min && v <= max {
+					ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+				}
 			}
+		}
+		if len(ticks) >= 3 {
+			break
 		}
 	}
 	return ticks

@@ -16,7 +16,8 @@ index = faiss.read_index(path)
 q = np.ascontiguousarray(np.load(qpath).astype(np.float32))
 ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
 info = {"d": index.d, "ntotal": int(index.ntotal), "metric": int(index.metric_type),
-        "nlist": int(ivf.nlist), "type": type(ivf).__name__}
+        "nlist": int(ivf.nlist), "type": type(ivf).__name__,
+        "outer": type(faiss.downcast_index(index)).__name__}
 if hasattr(ivf, "pq"):
     info["M"] = int(ivf.pq.M)
     info["nbits"] = int(ivf.pq.nbits)
