@@ -84,7 +84,6 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 		{"ivfflat", "ip", 0, 0},
 		{"ivfflat", "l2", 0, 0},
 		{"opq-ivfpq", "ip", 20, 8},
-		{"opq-distill-ivfpq", "l2", 20, 8},
 	}
 	for _, c := range cases {
 		name := fmt.Sprintf("%s-%s-m%d-b%d", c.index, c.metric, c.m, c.nbits)
