@@ -104,81 +104,9 @@ func checkMetric(m faissio.Metric) error {
 }
 
 // IVFParams describes an IVF index whose parameters were trained outside
-// FAISS. M == 0 means an IndexIVFFlat; otherwise an IndexIVFPQ that encodes
-// residuals from the list centroids.
-type IVFParams struct {
-	D      int
-	Metric faissio.Metric // the coarse quantizer is IndexFlatIP or IndexFlatL2 to match
-	Nlist  int
-
-	// Rotation is D×D, y = A x; when set, the index is
-	// IndexPreTransform(LinearTransform A, the IVF index) and
-	// Centroids/Codebooks/Codes live in the rotated space. Row-major, as
-	// FAISS stores LinearTransform::A; ApplyRotation applies it.
-	Rotation []float32
-
-	// Centroids holds the Nlist list centroids, row-major.
-	Centroids []float32
-
-	// M is the number of PQ sub-quantizers and Nbits (1 to 8) the bits per
-	// sub-quantizer code; both are 0 for IVFFlat.
-	M, Nbits int
-
-	// Codebooks holds the PQ centroids in FAISS's order [M][2^Nbits][D/M].
-	Codebooks []float32
-
-	// Lists and IDs give the list number and the id of each vector.
-	Lists []int64
-	IDs   []int64
-
-	// Codes holds CodeSize bytes per vector: for IVFFlat the D float32 of
-	// the vector, little-endian; for IVFPQ ceil(M*Nbits/8) bytes packed
-	// least significant bit first, as FAISS's PQ encoder packs them.
-	Codes []byte
-}
-
-// CodeSize is the number of bytes of Codes per vector.
-func (p *IVFParams) CodeSize() int {
-	if p.M == 0 {
-		return 4 * p.D
-	}
-	return (p.M*p.Nbits + 7) / 8
-}
-
-func (p *IVFParams) check() error {
-	if err := checkIVFShape(p.D, p.Metric, p.Nlist); err != nil {
-		return err
-	}
-	if p.Rotation != nil && len(p.Rotation) != p.D*p.D {
-		return fmt.Errorf("%d rotation values, want d*d = %d", len(p.Rotation), p.D*p.D)
-	}
-	if len(p.Centroids) != p.Nlist*p.D {
-		return fmt.Errorf("%d centroid values, want nlist*d = %d", len(p.Centroids), p.Nlist*p.D)
-	}
-	if err := checkPQ(p.D, p.M, p.Nbits); err != nil {
-		return err
-	}
-	want := 0
-	if p.M > 0 {
-		want = p.D << p.Nbits
-	}
-	if len(p.Codebooks) != want {
-		return fmt.Errorf("%d codebook values, want M*2^nbits*(d/M) = %d", len(p.Codebooks), want)
-	}
-	n := len(p.Lists)
-	if len(p.IDs) != n {
-		return fmt.Errorf("%d ids for %d list numbers", len(p.IDs), n)
-	}
-	if len(p.Codes) != n*p.CodeSize() {
-		return fmt.Errorf("%d code bytes, want %d vectors * %d", len(p.Codes), n, p.CodeSize())
-	}
-	for i, l := range p.Lists {
-		if l < 0 || l >= int64(p.Nlist) {
-			return fmt.Errorf("vector %d: list number %d out of range [0, %d)", i, l, p.Nlist)
-		}
-	}
-	return nil
-}
+// FAISS; it is faissio's type, so that faissio.NewIVFIndex builds in Go the
+// index NewIVF builds here and both write the same file.
+type IVFParams = faissio.IVFParams
 
 // checkPQ checks a PQ shape; M == 0 means no PQ.
 // checkIVFShape checks what every IVF index needs: a dimension FAISS
@@ -218,7 +146,7 @@ func checkPQ(d, m, nbits int) error {
 // do, and that owns it; FAISS writes the rotation as it writes a trained
 // OPQMatrix.
 func NewIVF(p IVFParams) (*Index, error) {
-	if err := p.check(); err != nil {
+	if err := p.Check(); err != nil {
 		return nil, fmt.Errorf("faiss: new IVF index: %w", err)
 	}
 	var out *C.dvq_index

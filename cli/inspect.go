@@ -3,88 +3,317 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"math"
+	"os"
 	"slices"
+	"strings"
 
 	ucli "github.com/urfave/cli/v3"
 
-	faiss "github.com/distillvq/distillvq/cgo"
+	"github.com/distillvq/distillvq/faissio"
 )
 
 func inspectCommand(e *env) *ucli.Command {
 	return &ucli.Command{
 		Name:      "inspect",
-		Usage:     "describe a FAISS index file: type, dimensions, metric, lists and their balance",
-		UsageText: "distillvq inspect F.faiss",
+		Usage:     "describe a FAISS index file without loading it into FAISS: structure, lists and their balance, codebooks",
+		UsageText: "distillvq inspect [--json out.json] F.faiss",
 		Arguments: []ucli.Argument{&ucli.StringArg{Name: "index"}},
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "json", Usage: "also write the description as JSON"},
+		},
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			path := c.StringArg("index")
 			if path == "" {
 				return fmt.Errorf("inspect needs an index file")
 			}
-			index, err := faiss.ReadIndex(path)
+			if js := c.String("json"); js != "" {
+				if err := checkOutputDir(js); err != nil {
+					return fail(err)
+				}
+			}
+			ix, err := faissio.ReadIndexFile(path)
 			if err != nil {
 				return fail(err)
 			}
-			defer index.Close()
-			info, err := index.Info()
-			if err != nil {
-				return fail(err)
+			d := describe(ix)
+			if fi, err := os.Stat(path); err == nil {
+				d.File, d.Bytes = path, fi.Size()
 			}
-			printInfo(e, path, info)
+			printDescription(e.stdout, d)
+			if js := c.String("json"); js != "" {
+				return fail(writeJSON(js, d))
+			}
 			return nil
 		},
 	}
 }
 
-func printInfo(e *env, path string, in faiss.Info) {
-	w := e.stdout
-	fmt.Fprintf(w, "file      %s\n", path)
-	fmt.Fprintf(w, "type      %s\n", in.Type)
-	fmt.Fprintf(w, "d         %d\n", in.D)
-	fmt.Fprintf(w, "ntotal    %d\n", in.Ntotal)
-	fmt.Fprintf(w, "metric    %s\n", in.Metric)
-	if in.Nlist == 0 {
-		return
-	}
-	fmt.Fprintf(w, "nlist     %d\n", in.Nlist)
-	if in.M > 0 {
-		fmt.Fprintf(w, "M         %d\n", in.M)
-		fmt.Fprintf(w, "nbits     %d\n", in.Nbits)
-		fmt.Fprintf(w, "by_resid. %v\n", in.ByResidual)
-	}
-	fmt.Fprintf(w, "code size %d bytes/vector\n", in.CodeSize)
-	s := listStats(in.ListSizes)
-	fmt.Fprintf(w, "lists     min %d, median %d, mean %.1f, max %d, empty %d, imbalance %.3f\n",
-		s.min, s.median, s.mean, s.max, s.empty, s.imbalance)
+// Description is what inspect reports of an index file.
+type Description struct {
+	File   string         `json:"file"`
+	Bytes  int64          `json:"bytes"`
+	Chain  []string       `json:"chain"` // outermost first: transforms, index, quantizer
+	D      int            `json:"d"`
+	Metric faissio.Metric `json:"metric"`
+	Ntotal int64          `json:"ntotal"`
+
+	Nlist      int    `json:"nlist,omitempty"`
+	Nprobe     int    `json:"nprobe,omitempty"` // as stored; FAISS searches with it by default
+	DirectMap  string `json:"direct_map,omitempty"`
+	M          int    `json:"m,omitempty"`
+	Nbits      int    `json:"nbits,omitempty"`
+	ByResidual bool   `json:"by_residual,omitempty"`
+	CodeSize   int    `json:"code_bytes_per_vector,omitempty"`
+
+	Lists     *ListStats      `json:"lists,omitempty"`
+	Codebooks []CodebookStats `json:"codebooks,omitempty"`
+	// RotationError is max |A Aᵀ - I| of a square transform: 0 for an
+	// orthonormal (OPQ) rotation.
+	RotationError *float64 `json:"rotation_error,omitempty"`
 }
 
-type sizeStats struct {
-	min, median, max, empty int64
-	mean, imbalance         float64
+// ListStats summarises the inverted list sizes.
+type ListStats struct {
+	Min, Median, Max, Empty int64
+	Mean                    float64
+	// Imbalance is FAISS's nlist*sum(size^2)/ntotal^2: 1 for equal lists,
+	// and the expected search cost relative to that.
+	Imbalance float64
+	// Histogram counts lists by size in 10 equal-width bins from Min to Max.
+	Histogram []int64
 }
 
-// listStats summarises list sizes. The imbalance factor is FAISS's
-// nlist*sum(size^2)/ntotal^2: 1 for equal lists, and the expected search
-// cost relative to that.
-func listStats(sizes []int64) sizeStats {
-	var s sizeStats
+// CodebookStats describes one PQ sub-quantizer.
+type CodebookStats struct {
+	MeanNorm, MinNorm, MaxNorm float64 // of its codewords
+	// Used is the share of its 2^nbits codewords that some stored vector
+	// uses, and Perplexity exp(entropy) of their use: 2^nbits when every
+	// codeword is used equally.
+	Used, Perplexity float64
+}
+
+// describe summarises ix.
+func describe(ix faissio.Index) *Description {
+	h := ix.IndexHeader()
+	d := &Description{D: h.D, Metric: h.Metric, Ntotal: h.Ntotal}
+	for {
+		pt, ok := ix.(*faissio.PreTransform)
+		if !ok {
+			break
+		}
+		for _, lt := range pt.Chain {
+			d.Chain = append(d.Chain, fmt.Sprintf("LinearTransform %d→%d", lt.DIn, lt.DOut))
+			if lt.DIn == lt.DOut {
+				e := orthoError(lt.A, lt.DIn)
+				d.RotationError = &e
+			}
+		}
+		d.Chain[0] = "IndexPreTransform(" + d.Chain[0]
+		d.Chain[len(d.Chain)-1] += ")"
+		ix = pt.Index
+	}
+	var ivf *faissio.IVF
+	switch x := ix.(type) {
+	case *faissio.Flat:
+		d.Chain = append(d.Chain, flatName(x.Metric))
+	case *faissio.PQ:
+		d.Chain = append(d.Chain, "IndexPQ")
+		d.M, d.Nbits, d.CodeSize = x.PQ.M, x.PQ.Nbits, x.PQ.CodeSize()
+		d.Codebooks = codebookStats(&x.PQ, [][]byte{x.Codes})
+	case *faissio.IVFFlat:
+		d.Chain = append(d.Chain, "IndexIVFFlat")
+		ivf, d.CodeSize = &x.IVF, x.CodeSize()
+	case *faissio.IVFPQ:
+		d.Chain = append(d.Chain, "IndexIVFPQ")
+		ivf, d.CodeSize = &x.IVF, x.CodeSize()
+		d.M, d.Nbits, d.ByResidual = x.PQ.M, x.PQ.Nbits, x.ByResidual
+		codes := make([][]byte, len(x.Lists))
+		for i, l := range x.Lists {
+			codes[i] = l.Codes
+		}
+		d.Codebooks = codebookStats(&x.PQ, codes)
+	}
+	if ivf != nil {
+		q := "quantizer"
+		if f, ok := ivf.Quantizer.(*faissio.Flat); ok {
+			q += " " + flatName(f.Metric)
+		}
+		d.Chain = append(d.Chain, q)
+		d.Nlist, d.Nprobe = ivf.Nlist, ivf.Nprobe
+		d.DirectMap = [...]string{"none", "array", "hashtable"}[min(max(int(ivf.DirectMap.Type), 0), 2)]
+		sizes := make([]int64, len(ivf.Lists))
+		for i, l := range ivf.Lists {
+			sizes[i] = int64(len(l.IDs))
+		}
+		s := listStats(sizes)
+		d.Lists = &s
+	}
+	return d
+}
+
+func flatName(m faissio.Metric) string {
+	switch m {
+	case faissio.InnerProduct:
+		return "IndexFlatIP"
+	case faissio.L2:
+		return "IndexFlatL2"
+	}
+	return "IndexFlat"
+}
+
+// listStats summarises list sizes.
+func listStats(sizes []int64) ListStats {
+	var s ListStats
 	if len(sizes) == 0 {
 		return s
 	}
 	sorted := slices.Clone(sizes)
 	slices.Sort(sorted)
-	s.min, s.max, s.median = sorted[0], sorted[len(sorted)-1], sorted[len(sorted)/2]
+	s.Min, s.Max, s.Median = sorted[0], sorted[len(sorted)-1], sorted[len(sorted)/2]
 	var tot, sq float64
+	s.Histogram = make([]int64, 10)
+	width := float64(s.Max-s.Min+1) / 10
 	for _, v := range sizes {
 		if v == 0 {
-			s.empty++
+			s.Empty++
 		}
 		tot += float64(v)
 		sq += float64(v) * float64(v)
+		s.Histogram[min(9, int(float64(v-s.Min)/width))]++
 	}
-	s.mean = tot / float64(len(sizes))
+	s.Mean = tot / float64(len(sizes))
 	if tot > 0 {
-		s.imbalance = float64(len(sizes)) * sq / (tot * tot)
+		s.Imbalance = float64(len(sizes)) * sq / (tot * tot)
 	}
 	return s
+}
+
+// codebookStats describes each sub-quantizer of pq, with codeword use
+// counted over the codes (code size bytes per vector, in any number of
+// slices).
+func codebookStats(pq *faissio.ProductQuantizer, codes [][]byte) []CodebookStats {
+	ksub, dsub := 1<<pq.Nbits, pq.D/pq.M
+	if len(pq.Centroids) != pq.M*ksub*dsub {
+		return nil
+	}
+	use := make([]int64, pq.M*ksub)
+	cs := pq.CodeSize()
+	for _, c := range codes {
+		for v := 0; v+cs <= len(c); v += cs {
+			code := c[v : v+cs]
+			for m := range pq.M {
+				use[m*ksub+codeAt(code, m, pq.Nbits)]++
+			}
+		}
+	}
+	out := make([]CodebookStats, pq.M)
+	for m := range pq.M {
+		st := &out[m]
+		st.MinNorm = math.Inf(1)
+		var total float64
+		for k := range ksub {
+			var n2 float64
+			for _, x := range pq.Centroids[(m*ksub+k)*dsub : (m*ksub+k+1)*dsub] {
+				n2 += float64(x) * float64(x)
+			}
+			n := math.Sqrt(n2)
+			st.MeanNorm += n / float64(ksub)
+			st.MinNorm, st.MaxNorm = math.Min(st.MinNorm, n), math.Max(st.MaxNorm, n)
+			total += float64(use[m*ksub+k])
+		}
+		var used int
+		var entropy float64
+		for _, u := range use[m*ksub : (m+1)*ksub] {
+			if u > 0 {
+				used++
+				p := float64(u) / total
+				entropy -= p * math.Log(p)
+			}
+		}
+		st.Used = float64(used) / float64(ksub)
+		st.Perplexity = math.Exp(entropy)
+	}
+	return out
+}
+
+// codeAt unpacks the m-th nbits-bit code of a PQ code, packed least
+// significant bit first as FAISS's PQ encoder packs it.
+func codeAt(code []byte, m, nbits int) int {
+	bit := m * nbits
+	var v int
+	for i := 0; i < nbits; i++ {
+		b := bit + i
+		v |= int(code[b>>3]>>(b&7)&1) << i
+	}
+	return v
+}
+
+// orthoError is max |A Aᵀ - I| over the entries, for A d×d row-major.
+func orthoError(a []float32, d int) float64 {
+	if len(a) != d*d {
+		return math.NaN()
+	}
+	var worst float64
+	for i := range d {
+		for j := range d {
+			var s float64
+			for k := range d {
+				s += float64(a[i*d+k]) * float64(a[j*d+k])
+			}
+			if i == j {
+				s--
+			}
+			worst = math.Max(worst, math.Abs(s))
+		}
+	}
+	return worst
+}
+
+func printDescription(w io.Writer, d *Description) {
+	fmt.Fprintf(w, "file        %s (%d bytes)\n", d.File, d.Bytes)
+	fmt.Fprintf(w, "type        %s\n", strings.Join(d.Chain, " > "))
+	fmt.Fprintf(w, "d           %d\n", d.D)
+	fmt.Fprintf(w, "metric      %s\n", d.Metric)
+	fmt.Fprintf(w, "ntotal      %d\n", d.Ntotal)
+	if d.Ntotal > 0 && d.Bytes > 0 {
+		fmt.Fprintf(w, "bytes/vec   %.1f in the file, %d in the codes\n", float64(d.Bytes)/float64(d.Ntotal), d.CodeSize)
+	}
+	if d.RotationError != nil {
+		fmt.Fprintf(w, "rotation    max |AAᵀ-I| = %.2g\n", *d.RotationError)
+	}
+	if d.Nlist > 0 {
+		fmt.Fprintf(w, "nlist       %d (stored nprobe %d, direct map %s)\n", d.Nlist, d.Nprobe, d.DirectMap)
+	}
+	if d.M > 0 {
+		fmt.Fprintf(w, "PQ          M %d x nbits %d, %d bytes/vector", d.M, d.Nbits, d.CodeSize)
+		if d.Nlist > 0 {
+			fmt.Fprintf(w, ", by_residual %v", d.ByResidual)
+		}
+		fmt.Fprintln(w)
+	}
+	if s := d.Lists; s != nil {
+		fmt.Fprintf(w, "lists       min %d, median %d, mean %.1f, max %d, empty %d, imbalance %.3f\n",
+			s.Min, s.Median, s.Mean, s.Max, s.Empty, s.Imbalance)
+		width := float64(s.Max-s.Min+1) / 10
+		top := slices.Max(s.Histogram)
+		for i, c := range s.Histogram {
+			lo := float64(s.Min) + float64(i)*width
+			bar := strings.Repeat("#", int(math.Ceil(40*float64(c)/float64(max(top, 1)))))
+			fmt.Fprintf(w, "  size %7.0f-%-7.0f %6d %s\n", lo, lo+width, c, bar)
+		}
+	}
+	if len(d.Codebooks) > 0 {
+		var used, perp, norm float64
+		minUsed := 1.0
+		for _, c := range d.Codebooks {
+			used += c.Used / float64(len(d.Codebooks))
+			perp += c.Perplexity / float64(len(d.Codebooks))
+			norm += c.MeanNorm / float64(len(d.Codebooks))
+			minUsed = math.Min(minUsed, c.Used)
+		}
+		fmt.Fprintf(w, "codebooks   codewords used %.1f%% (lowest sub-quantizer %.1f%%), perplexity %.1f of %d, mean norm %.4g\n",
+			100*used, 100*minUsed, perp, 1<<d.Nbits, norm)
+	}
 }

@@ -1,0 +1,177 @@
+package faissio
+
+// This file holds the in-memory form of FAISS index files. The types mirror
+// what FAISS 1.7.3's write_index stores, field for field, and nothing more:
+// state FAISS rebuilds on reading (the IVFPQ precomputed table, the
+// polysemous threshold of an IVFPQ, scan settings) has no field here because
+// no file carries it. ReadIndex followed by WriteIndex reproduces a file
+// FAISS wrote byte for byte.
+
+// Index is one FAISS index: *Flat, *PQ, *IVFFlat, *IVFPQ or *PreTransform.
+// The set is closed, so that WriteIndex can always write what it is given.
+type Index interface {
+	// IndexHeader returns the fields every FAISS index stores.
+	IndexHeader() *Header
+	fourcc() string
+}
+
+// Header is the part common to every FAISS index (faiss::Index).
+type Header struct {
+	D         int   // vector dimension, 1 to 2^20
+	Ntotal    int64 // number of vectors stored
+	IsTrained bool
+
+	// Metric is FAISS's metric number. Only InnerProduct and L2 have names
+	// here, but any metric FAISS defines reads and writes unchanged.
+	Metric Metric
+
+	// MetricArg is stored only when Metric > 1 (the p of an Lp metric);
+	// WriteIndex ignores it otherwise.
+	MetricArg float32
+}
+
+// IndexHeader returns h itself, so that embedding Header provides it.
+func (h *Header) IndexHeader() *Header { return h }
+
+// Flat is IndexFlat: the vectors themselves, searched exhaustively. FAISS
+// names it IxF2 for L2, IxFI for inner product and IxFl for other metrics.
+type Flat struct {
+	Header
+	Data []float32 // Ntotal×D, row-major
+}
+
+// PQ is IndexPQ (IxPq): vectors encoded by a product quantizer only.
+type PQ struct {
+	Header
+	PQ    ProductQuantizer
+	Codes []byte // Ntotal × PQ.CodeSize() bytes
+
+	// Search settings FAISS stores with an IndexPQ; its constructor sets
+	// SearchType 0 (ST_PQ), EncodeSigns false and PolysemousHT M*Nbits+1.
+	SearchType   int32
+	EncodeSigns  bool
+	PolysemousHT int32
+}
+
+// ProductQuantizer is faiss::ProductQuantizer: M sub-quantizers of 2^Nbits
+// centroids each, over D/M dimensions each.
+type ProductQuantizer struct {
+	D, M, Nbits int
+
+	// Centroids in FAISS's order [M][2^Nbits][D/M].
+	Centroids []float32
+}
+
+// CodeSize is the bytes per encoded vector: M codes of Nbits bits, packed
+// least significant bit first, rounded up to whole bytes.
+func (pq *ProductQuantizer) CodeSize() int { return (pq.M*pq.Nbits + 7) / 8 }
+
+// IVF is the part common to IVF indexes (faiss::IndexIVF): a coarse
+// quantizer assigning each vector to one of Nlist lists, and the lists.
+type IVF struct {
+	Header
+	Nlist  int
+	Nprobe int // lists searched by default
+
+	// Quantizer is the coarse quantizer, usually a *Flat holding the Nlist
+	// centroids. It is stored whole, fourcc and all, inside the IVF index.
+	Quantizer Index
+
+	DirectMap DirectMap
+
+	// Lists holds the Nlist inverted lists (FAISS's ArrayInvertedLists,
+	// written as "ilar").
+	Lists []InvertedList
+}
+
+// InvertedList is one list of an IVF index: the ids of its vectors and their
+// codes, code size bytes each, in the same order.
+type InvertedList struct {
+	IDs   []int64
+	Codes []byte
+}
+
+// IVFFlat is IndexIVFFlat (IwFl): list codes are the D float32 of each
+// vector, little-endian, so its code size is 4*D.
+type IVFFlat struct {
+	IVF
+}
+
+// IVFPQ is IndexIVFPQ (IwPQ): list codes are PQ codes, of the residual from
+// the list centroid when ByResidual.
+type IVFPQ struct {
+	IVF
+	ByResidual bool
+	PQ         ProductQuantizer
+}
+
+// PreTransform is IndexPreTransform (IxPT): vectors go through Chain, in
+// order, before reaching Index. Its Header.D is the input dimension.
+type PreTransform struct {
+	Header
+	Chain []*LinearTransform
+	Index Index
+}
+
+// LinearTransform is faiss::LinearTransform, y = A x + b, the record
+// ("LTra") that FAISS writes for it and for a trained OPQMatrix alike: the
+// OPQ class is not recorded, and FAISS reads it back as a LinearTransform.
+type LinearTransform struct {
+	DIn, DOut int
+	IsTrained bool
+	HaveBias  bool
+	A         []float32 // DOut×DIn, row-major
+	B         []float32 // DOut values when HaveBias, else empty
+}
+
+// DirectMapType says how an IVF index finds a vector from its id.
+type DirectMapType int8
+
+const (
+	// NoDirectMap keeps no map; ids are only found by scanning the lists.
+	NoDirectMap DirectMapType = 0
+	// ArrayDirectMap maps id i (ids must be 0..Ntotal-1) to Array[i].
+	ArrayDirectMap DirectMapType = 1
+	// HashtableDirectMap maps arbitrary ids through a hash table.
+	HashtableDirectMap DirectMapType = 2
+)
+
+// DirectMap is faiss::DirectMap. Each entry locates one vector as
+// list<<32 | offset within the list; -1 in Array marks no vector.
+type DirectMap struct {
+	Type  DirectMapType
+	Array []int64
+
+	// Hashtable lists (id, location) pairs in the order FAISS wrote them,
+	// which is its unordered_map's iteration order: keeping that order is
+	// what makes rewriting a file give the same bytes.
+	Hashtable []DirectMapEntry
+}
+
+// DirectMapEntry is one id of a hash table direct map and where it is.
+type DirectMapEntry struct {
+	ID, Loc int64
+}
+
+// CodeSize is the bytes per vector in the lists of an IVFFlat: 4*D.
+func (ix *IVFFlat) CodeSize() int { return 4 * ix.D }
+
+// CodeSize is the bytes per vector in the lists of an IVFPQ.
+func (ix *IVFPQ) CodeSize() int { return ix.PQ.CodeSize() }
+
+func (ix *Flat) fourcc() string      { return flatFourcc(ix.Metric) }
+func (*PQ) fourcc() string           { return "IxPq" }
+func (*IVFFlat) fourcc() string      { return "IwFl" }
+func (*IVFPQ) fourcc() string        { return "IwPQ" }
+func (*PreTransform) fourcc() string { return "IxPT" }
+
+// flatFourcc is the fourcc FAISS picks for an IndexFlat from its metric.
+func flatFourcc(m Metric) string {
+	switch m {
+	case InnerProduct:
+		return "IxFI"
+	case L2:
+		return "IxF2"
+	}
+	return "IxFl"
+}

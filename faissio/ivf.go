@@ -1,0 +1,249 @@
+package faissio
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// IVFParams describes an IVF index whose parameters were trained outside
+// FAISS. M == 0 means an IndexIVFFlat; otherwise an IndexIVFPQ that encodes
+// residuals from the list centroids. The cgo package builds FAISS indexes
+// from it (faiss.NewIVF) and NewIVFIndex builds the same index here, so
+// that either writes the same file.
+type IVFParams struct {
+	D      int
+	Metric Metric // the coarse quantizer is IndexFlatIP or IndexFlatL2 to match
+	Nlist  int
+
+	// Rotation is D×D, y = A x; when set, the index is
+	// IndexPreTransform(LinearTransform A, the IVF index) and
+	// Centroids/Codebooks/Codes live in the rotated space. Row-major, as
+	// FAISS stores LinearTransform::A; the cgo package's ApplyRotation
+	// applies it.
+	Rotation []float32
+
+	// Centroids holds the Nlist list centroids, row-major.
+	Centroids []float32
+
+	// M is the number of PQ sub-quantizers and Nbits (1 to 8) the bits per
+	// sub-quantizer code; both are 0 for IVFFlat.
+	M, Nbits int
+
+	// Codebooks holds the PQ centroids in FAISS's order [M][2^Nbits][D/M].
+	Codebooks []float32
+
+	// Lists and IDs give the list number and the id of each vector.
+	Lists []int64
+	IDs   []int64
+
+	// Codes holds CodeSize bytes per vector: for IVFFlat the D float32 of
+	// the vector, little-endian; for IVFPQ ceil(M*Nbits/8) bytes packed
+	// least significant bit first, as FAISS's PQ encoder packs them.
+	Codes []byte
+}
+
+// CodeSize is the number of bytes of Codes per vector.
+func (p *IVFParams) CodeSize() int {
+	if p.M == 0 {
+		return 4 * p.D
+	}
+	return (p.M*p.Nbits + 7) / 8
+}
+
+// Check reports the first way in which p does not describe an index:
+// dimension, metric, list count, PQ shape, or slice lengths that disagree
+// with them, or a list number out of range.
+func (p *IVFParams) Check() error {
+	if p.D < 1 || p.D > math.MaxInt32 {
+		return fmt.Errorf("dimension %d out of range", p.D)
+	}
+	if p.Metric != InnerProduct && p.Metric != L2 {
+		return fmt.Errorf("unsupported metric %v", p.Metric)
+	}
+	if p.Nlist < 1 {
+		return fmt.Errorf("nlist %d, want at least 1", p.Nlist)
+	}
+	if p.Rotation != nil && len(p.Rotation) != p.D*p.D {
+		return fmt.Errorf("%d rotation values, want d*d = %d", len(p.Rotation), p.D*p.D)
+	}
+	if want, ok := mulInt(p.Nlist, p.D); !ok || len(p.Centroids) != want {
+		return fmt.Errorf("%d centroid values, want nlist*d = %d", len(p.Centroids), want)
+	}
+	switch {
+	case p.M == 0 && p.Nbits != 0:
+		return fmt.Errorf("nbits %d without PQ (M = 0)", p.Nbits)
+	case p.M < 0:
+		return fmt.Errorf("M %d, want at least 0", p.M)
+	case p.M > 0 && p.D%p.M != 0:
+		return fmt.Errorf("dimension %d not a multiple of M %d", p.D, p.M)
+	case p.M > 0 && (p.Nbits < 1 || p.Nbits > 8):
+		return fmt.Errorf("nbits %d out of range [1, 8]", p.Nbits)
+	}
+	want := 0
+	if p.M > 0 {
+		want = p.D << p.Nbits
+	}
+	if len(p.Codebooks) != want {
+		return fmt.Errorf("%d codebook values, want M*2^nbits*(d/M) = %d", len(p.Codebooks), want)
+	}
+	n := len(p.Lists)
+	if len(p.IDs) != n {
+		return fmt.Errorf("%d ids for %d list numbers", len(p.IDs), n)
+	}
+	if len(p.Codes) != n*p.CodeSize() {
+		return fmt.Errorf("%d code bytes, want %d vectors * %d", len(p.Codes), n, p.CodeSize())
+	}
+	for i, l := range p.Lists {
+		if l < 0 || l >= int64(p.Nlist) {
+			return fmt.Errorf("vector %d: list number %d out of range [0, %d)", i, l, p.Nlist)
+		}
+	}
+	return nil
+}
+
+// NewIVFIndex builds the index that the cgo package's faiss.NewIVF(p)
+// builds, field for field as FAISS writes it: an IVFFlat, or an IVFPQ
+// encoding residuals, with a flat coarse quantizer of p's metric, nprobe
+// 1, no direct map, the vectors of each list in their order in p, and,
+// with p.Rotation, wrapped in a PreTransform whose one LinearTransform is
+// the rotation (what FAISS writes for a trained OPQMatrix). Nothing is
+// shared with p.
+func NewIVFIndex(p IVFParams) (Index, error) {
+	if err := p.Check(); err != nil {
+		return nil, fmt.Errorf("new IVF index: %w", err)
+	}
+	n := len(p.Lists)
+	cs := p.CodeSize()
+	ivf := IVF{
+		Header: Header{D: p.D, Ntotal: int64(n), IsTrained: true, Metric: p.Metric},
+		Nlist:  p.Nlist,
+		Nprobe: 1,
+		Quantizer: &Flat{
+			Header: Header{D: p.D, Ntotal: int64(p.Nlist), IsTrained: true, Metric: p.Metric},
+			Data:   slices.Clone(p.Centroids),
+		},
+		Lists: make([]InvertedList, p.Nlist),
+	}
+	// Count first, so that each list is allocated once at its size.
+	sizes := make([]int, p.Nlist)
+	for _, l := range p.Lists {
+		sizes[l]++
+	}
+	for l, s := range sizes {
+		if s > 0 {
+			ivf.Lists[l] = InvertedList{IDs: make([]int64, 0, s), Codes: make([]byte, 0, s*cs)}
+		}
+	}
+	for i, l := range p.Lists {
+		il := &ivf.Lists[l]
+		il.IDs = append(il.IDs, p.IDs[i])
+		il.Codes = append(il.Codes, p.Codes[i*cs:(i+1)*cs]...)
+	}
+	var ix Index
+	if p.M == 0 {
+		ix = &IVFFlat{IVF: ivf}
+	} else {
+		ix = &IVFPQ{IVF: ivf, ByResidual: true, PQ: ProductQuantizer{
+			D: p.D, M: p.M, Nbits: p.Nbits, Centroids: slices.Clone(p.Codebooks),
+		}}
+	}
+	if p.Rotation != nil {
+		ix = &PreTransform{
+			Header: Header{D: p.D, Ntotal: int64(n), IsTrained: true, Metric: p.Metric},
+			Chain: []*LinearTransform{{
+				DIn: p.D, DOut: p.D, IsTrained: true, A: slices.Clone(p.Rotation),
+			}},
+			Index: ix,
+		}
+	}
+	// Catches what FAISS's files cannot hold, such as a dimension above
+	// 2^20, here rather than at writing.
+	if err := checkIndex(ix, 0); err != nil {
+		return nil, fmt.Errorf("new IVF index: %w", err)
+	}
+	return ix, nil
+}
+
+// IVFParamsOf extracts the contents of an IVFFlat or IVFPQ (with residual
+// encoding and a flat coarse quantizer of the index's metric), bare or
+// wrapped in a PreTransform whose only transform is a trained D×D
+// LinearTransform without bias (an OPQ rotation, which becomes Rotation):
+// NewIVFIndex of the result gives back the index, but for its nprobe and
+// direct map, which IVFParams does not hold. The vectors come list by
+// list, in list order. Nothing is shared with ix.
+func IVFParamsOf(ix Index) (IVFParams, error) {
+	p, err := ivfParamsOf(ix)
+	if err != nil {
+		return IVFParams{}, fmt.Errorf("IVF parameters: %w", err)
+	}
+	return p, nil
+}
+
+func ivfParamsOf(ix Index) (IVFParams, error) {
+	var p IVFParams
+	if ix == nil {
+		return p, errors.New("nil index")
+	}
+	if err := checkIndex(ix, 0); err != nil {
+		return p, err
+	}
+	if pt, ok := ix.(*PreTransform); ok {
+		if len(pt.Chain) != 1 {
+			return p, fmt.Errorf("IndexPreTransform has %d transforms, want one rotation", len(pt.Chain))
+		}
+		lt, d := pt.Chain[0], pt.D
+		sub := pt.Index.IndexHeader()
+		switch {
+		case lt.DIn != d || lt.DOut != d:
+			return p, fmt.Errorf("transform maps %d to %d dimensions, want %d to %d", lt.DIn, lt.DOut, d, d)
+		case lt.HaveBias || len(lt.B) > 0:
+			return p, errors.New("linear transform has a bias")
+		case !lt.IsTrained:
+			return p, errors.New("linear transform is not trained")
+		case pt.Ntotal != sub.Ntotal || pt.Metric != sub.Metric:
+			return p, errors.New("IndexPreTransform disagrees with its index on ntotal or metric")
+		}
+		p.Rotation = slices.Clone(lt.A)
+		ix = pt.Index
+	}
+	var v *IVF
+	switch x := ix.(type) {
+	case *IVFFlat:
+		v = &x.IVF
+	case *IVFPQ:
+		if !x.ByResidual {
+			return p, errors.New("IVFPQ index does not encode residuals")
+		}
+		v = &x.IVF
+		p.M, p.Nbits = x.PQ.M, x.PQ.Nbits
+		p.Codebooks = slices.Clone(x.PQ.Centroids)
+	default:
+		return p, fmt.Errorf("%s is not an IndexIVFFlat or IndexIVFPQ", typeName(ix))
+	}
+	if v.Metric != InnerProduct && v.Metric != L2 {
+		return p, errors.New("metric is neither inner product nor L2")
+	}
+	q, ok := v.Quantizer.(*Flat)
+	if !ok || q.Metric != v.Metric {
+		return p, fmt.Errorf("coarse quantizer %s is not a flat index with the index's metric", typeName(v.Quantizer))
+	}
+	if q.Ntotal != int64(v.Nlist) {
+		return p, fmt.Errorf("coarse quantizer holds %d centroids for %d lists", q.Ntotal, v.Nlist)
+	}
+	p.D, p.Metric, p.Nlist = v.D, v.Metric, v.Nlist
+	p.Centroids = slices.Clone(q.Data)
+	n := int(v.Ntotal)
+	p.Lists = make([]int64, 0, n)
+	p.IDs = make([]int64, 0, n)
+	p.Codes = make([]byte, 0, n*p.CodeSize())
+	for l, il := range v.Lists {
+		for range il.IDs {
+			p.Lists = append(p.Lists, int64(l))
+		}
+		p.IDs = append(p.IDs, il.IDs...)
+		p.Codes = append(p.Codes, il.Codes...)
+	}
+	return p, p.Check()
+}
