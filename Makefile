@@ -6,7 +6,7 @@ DEB_PKGS := libfaiss-dev libopenblas-dev python3-faiss python3-numpy
 BIN := bin/distillvq
 DATA := testdata/glove20k
 
-.PHONY: all deps build demo test race bench clean
+.PHONY: all deps build demo test fuzz race bench clean
 
 all: build
 
@@ -38,6 +38,15 @@ demo: build
 # Tests that build the binary call `go` by name: put this Go first on PATH.
 test: deps
 	PATH="$(dir $(GO)):$$PATH" DISTILLVQ_REQUIRE_PYTHON=1 $(GO) test -count=1 -timeout 60m ./...
+	$(MAKE) fuzz
+
+# Each parser's fuzzer for a bounded time (make test runs it; a finding
+# fails the run and is saved under faissio/testdata/fuzz).
+FUZZTIME ?= 20s
+fuzz:
+	for f in FuzzReadIndex FuzzReadNpy FuzzReadFvecs; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./faissio/ || exit 1; \
+	done
 
 race: deps
 	$(GO) test -count=1 -race ./cgo/ ./faissio/ ./distill/

@@ -88,56 +88,6 @@ func ptr[T any](s []T) unsafe.Pointer {
 	return unsafe.Pointer(&s[0])
 }
 
-// checkMatrix reports a matrix whose storage does not match its shape.
-func checkMatrix(name string, m faissio.Matrix, d int) error {
-	if m.Rows < 0 || m.Cols != d || len(m.Data) != m.Rows*m.Cols {
-		return fmt.Errorf("%s is %dx%d with %d values, want %d columns", name, m.Rows, m.Cols, len(m.Data), d)
-	}
-	return nil
-}
-
-func checkMetric(m faissio.Metric) error {
-	if m != faissio.InnerProduct && m != faissio.L2 {
-		return fmt.Errorf("unsupported metric %v", m)
-	}
-	return nil
-}
-
-// IVFParams describes an IVF index whose parameters were trained outside
-// FAISS; it is faissio's type, so that faissio.NewIVFIndex builds in Go the
-// index NewIVF builds here and both write the same file.
-type IVFParams = faissio.IVFParams
-
-// checkPQ checks a PQ shape; M == 0 means no PQ.
-// checkIVFShape checks what every IVF index needs: a dimension FAISS
-// accepts, a known metric and at least one list.
-func checkIVFShape(d int, metric faissio.Metric, nlist int) error {
-	if d < 1 || d > math.MaxInt32 {
-		return fmt.Errorf("dimension %d out of range", d)
-	}
-	if err := checkMetric(metric); err != nil {
-		return err
-	}
-	if nlist < 1 {
-		return fmt.Errorf("nlist %d, want at least 1", nlist)
-	}
-	return nil
-}
-
-func checkPQ(d, m, nbits int) error {
-	switch {
-	case m == 0 && nbits != 0:
-		return fmt.Errorf("nbits %d without PQ (M = 0)", nbits)
-	case m < 0:
-		return fmt.Errorf("M %d, want at least 0", m)
-	case m > 0 && d%m != 0:
-		return fmt.Errorf("dimension %d not a multiple of M %d", d, m)
-	case m > 0 && (nbits < 1 || nbits > 8):
-		return fmt.Errorf("nbits %d out of range [1, 8]", nbits)
-	}
-	return nil
-}
-
 // NewIVF builds an IndexIVFFlat or IndexIVFPQ holding exactly p: FAISS
 // trains nothing and encodes nothing. Within a list, vectors keep their
 // order in p. The index has no direct map and its default nprobe is 1.
@@ -179,24 +129,6 @@ func NewFlat(metric faissio.Metric, x faissio.Matrix) (*Index, error) {
 		return nil, err
 	}
 	return newIndex(out)
-}
-
-// FAISSParams are FAISS's own training settings, for the comparison
-// baseline. M == 0 means IVFFlat.
-type FAISSParams struct {
-	D      int
-	Metric faissio.Metric
-	Nlist  int
-	M      int
-	Nbits  int
-	Seed   int // k-means seed of both the coarse quantizer and the PQ, and the OPQ seed (see TrainOPQ)
-	Niter  int // k-means iterations; 0 keeps FAISS's default, 25
-
-	// OPQ puts FAISS's OPQ rotation (OPQMatrix(D, M), FAISS's defaults)
-	// before the IVFPQ index, as index_factory(d, "OPQ{M},IVF{nlist},PQ{M}x{nbits}")
-	// does. It needs M > 0. Niter does not reach the OPQ training, which
-	// uses 8-bit PQ whatever Nbits is, as FAISS's does.
-	OPQ bool
 }
 
 // TrainFAISS trains an IndexIVFPQ or IndexIVFFlat the way FAISS trains it
@@ -296,28 +228,6 @@ func TrainOPQ(x faissio.Matrix, M int, seed int) ([]float32, error) {
 	return a, nil
 }
 
-// ApplyRotation returns y = A x for each row x of x, that is the matrix
-// x Aᵀ, with A d×d row-major (IVFParams.Rotation). It makes the same BLAS
-// call as FAISS's LinearTransform::apply, so that documents and queries
-// rotated here match what an IndexPreTransform feeds its IVF index.
-//
-// Like Sgemm, it panics if A is not x.Cols×x.Cols or x's storage does not
-// match its shape: those are programming errors.
-func ApplyRotation(A []float32, x faissio.Matrix) faissio.Matrix {
-	d := x.Cols
-	if err := checkMatrix("matrix", x, d); err != nil {
-		panic("faiss: ApplyRotation: " + err.Error())
-	}
-	if len(A) != d*d {
-		panic(fmt.Sprintf("faiss: ApplyRotation: %d rotation values for dimension %d", len(A), d))
-	}
-	y := faissio.Matrix{Rows: x.Rows, Cols: d, Data: make([]float32, x.Rows*d)}
-	if x.Rows > 0 && d > 0 {
-		Sgemm(false, true, x.Rows, d, d, 1, x.Data, d, A, d, 0, y.Data, d)
-	}
-	return y
-}
-
 // Search returns the k nearest neighbours of each row of q, as q.Rows*k
 // distances and labels, row-major. Slots FAISS could not fill have label -1.
 // An IVF index (also one wrapped in an IndexPreTransform) probes nprobe
@@ -370,21 +280,6 @@ func (ix *Index) WriteFile(path string) error {
 	msg := C.dvq_write(ix.p, cpath)
 	runtime.KeepAlive(ix)
 	return cError(msg, "write index %s", path)
-}
-
-// Info describes an index, for inspection. For an IndexPreTransform the IVF
-// fields (Nlist, M, Nbits, CodeSize, ByResidual, ListSizes) describe the
-// index it wraps.
-type Info struct {
-	Type       string // FAISS class name: "IndexIVFPQ", "IndexIVFFlat", "IndexFlatIP", "IndexPreTransform", ...
-	D          int
-	Ntotal     int64
-	Metric     faissio.Metric
-	Nlist      int
-	M, Nbits   int
-	CodeSize   int
-	ByResidual bool
-	ListSizes  []int64 // vectors per list; nil if not an IVF index
 }
 
 // Info describes ix.
