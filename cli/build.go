@@ -45,6 +45,10 @@ type BuildOptions struct {
 	// or "nearest" (re-assign to the nearest learned centroid).
 	ExportLists string
 	LogJSON     string // write the training curve here
+
+	// MaxMemory bounds the build's planned peak memory in bytes: 0 means
+	// the memory the machine has available, -1 no bound.
+	MaxMemory int64
 }
 
 // BuildReport says what a build made and how long each phase took.
@@ -67,6 +71,10 @@ type BuildReport struct {
 	Fit   time.Duration `json:"train_ns"`
 	Add   time.Duration `json:"add_ns"`
 	Write time.Duration `json:"write_ns"`
+	// TrainRows is the size of the training sample read from disk, and
+	// MemoryPlan the peak memory the build was planned for (bytes).
+	TrainRows  int   `json:"train_rows"`
+	MemoryPlan int64 `json:"memory_plan_bytes"`
 }
 
 // writeJSON writes v as indented JSON, atomically.
@@ -120,6 +128,7 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.Uint64Flag{Name: "seed", Value: 1234, Usage: "random seed; the same seed gives the same index"},
 			&ucli.BoolFlag{Name: "opq", Usage: "rotate with FAISS's OPQ first (IndexPreTransform in front of the IVFPQ index)"},
 			&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
+			&ucli.StringFlag{Name: "max-memory", Usage: "memory the build may plan for, such as 3GiB or 500MB (default: what the machine has available; 'none' for no bound)"},
 			&ucli.StringFlag{Name: "queries", Category: "distillation", Usage: "training queries (.npy); default: pseudo-queries drawn from the documents"},
 			&ucli.IntFlag{Name: "pseudo-queries", Category: "distillation", Usage: "documents drawn as extra training queries (default min(20000, n/5); -1 for none)"},
 			&ucli.StringFlag{Name: "qrels", Category: "distillation", Usage: "labelled positives: query_index<TAB>doc_row per line"},
@@ -164,6 +173,9 @@ func buildCommand(e *env) *ucli.Command {
 			}
 			if err := opts.checkFlags(); err != nil {
 				return err
+			}
+			if opts.MaxMemory, err = parseBytes(c.String("max-memory")); err != nil {
+				return fmt.Errorf("--max-memory: %w", err)
 			}
 			var cmp *EvalOptions
 			if c.Bool("compare") {
@@ -288,44 +300,62 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 		}
 	}
 	t0 := time.Now()
-	docs, err := faissio.ReadVectors(o.Docs)
+	src, err := faissio.OpenSource(o.Docs)
 	if err != nil {
 		return nil, err
 	}
+	n, d := src.Rows, src.Cols
 	var ids []int64
 	if o.IDs != "" {
-		if ids, err = faissio.ReadIDs(o.IDs, docs.Rows); err != nil {
+		if ids, err = faissio.ReadIDs(o.IDs, n); err != nil {
 			return nil, err
 		}
 	} else {
-		ids = make([]int64, docs.Rows)
+		ids = make([]int64, n)
 		for i := range ids {
 			ids[i] = int64(i)
 		}
 	}
-	rep := &BuildReport{Output: o.Output, N: docs.Rows, D: docs.Cols, Index: o.Index, Metric: o.Metric, Train: o.Train, OPQ: o.OPQ, Read: time.Since(t0)}
+	rep := &BuildReport{Output: o.Output, N: n, D: d, Index: o.Index, Metric: o.Metric, Train: o.Train, OPQ: o.OPQ}
 	rep.Nlist = o.Nlist
 	if rep.Nlist == 0 {
-		rep.Nlist = DefaultNlist(docs.Rows)
+		rep.Nlist = DefaultNlist(n)
 	}
 	if o.Index == "ivfpq" {
 		rep.M, rep.Nbits = o.M, o.Nbits
 		if rep.M == 0 {
-			rep.M = DefaultM(docs.Cols)
+			rep.M = DefaultM(d)
 		}
 	}
 	cfg := distill.Config{
 		Metric: o.Metric, Nlist: rep.Nlist, M: rep.M, Nbits: rep.Nbits,
 		TrainSize: o.TrainSize, Niter: o.Niter, Seed: o.Seed, Progress: progress,
 	}
-	if err := cfg.Check(docs.Rows, docs.Cols); err != nil {
+	if err := cfg.Check(n, d); err != nil {
 		return nil, err
 	}
+	plan, err := planMemory(o, cfg, n, d)
+	if err != nil {
+		return nil, err
+	}
+	rep.TrainRows, rep.MemoryPlan = plan.trainRows, plan.bytes
+
+	j := &job{o: o, src: src, ids: ids, cfg: cfg, rep: rep, progress: progress}
+	// Distillation and FAISS's own training need every vector in memory;
+	// our k-means path reads a training sample, then streams the rest.
+	if o.Train != "kmeans" {
+		j.docs = faissio.Matrix{Rows: n, Cols: d, Data: make([]float32, n*d)}
+		if err := src.Read(0, n, j.docs.Data); err != nil {
+			return nil, err
+		}
+		j.train = j.docs
+	} else if j.train, err = readSample(src, plan.trainRows, o.Seed); err != nil {
+		return nil, err
+	}
+	rep.Read = time.Since(t0)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-
-	j := &job{o: o, docs: docs, ids: ids, cfg: cfg, rep: rep, progress: progress}
 	if o.OPQ && o.Train != "faiss" {
 		if err := j.trainRotation(); err != nil {
 			return nil, err
@@ -364,14 +394,18 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 
 // job is one build in progress.
 type job struct {
-	o        BuildOptions
-	docs     faissio.Matrix // rotated when an OPQ rotation was trained
-	ids      []int64
-	cfg      distill.Config
-	rep      *BuildReport
-	rotation []float32 // D×D OPQ rotation, or nil
-	progress func(string, int, int)
-	curve    []distill.EpochStats // the distillation's training curve
+	o   BuildOptions
+	src *faissio.Source // every document, on disk
+	// docs holds every document (distill and faiss trainers only) and
+	// train the training sample (the k-means trainer) or docs itself;
+	// both are rotated when an OPQ rotation was trained.
+	docs, train faissio.Matrix
+	ids         []int64
+	cfg         distill.Config
+	rep         *BuildReport
+	rotation    []float32 // D×D OPQ rotation, or nil
+	progress    func(string, int, int)
+	curve       []distill.EpochStats // the distillation's training curve
 }
 
 // trainRotation trains FAISS's OPQ rotation on a sample of the documents and
@@ -380,7 +414,7 @@ type job struct {
 func (j *job) trainRotation() error {
 	t0 := time.Now()
 	j.progress("OPQ rotation", 0, 1)
-	sample := j.docs
+	sample := j.train
 	if n := max(256*j.cfg.Nlist, 256<<j.cfg.Nbits); sample.Rows > n {
 		sample = distill.Sample(sample, n, j.cfg.Seed)
 	}
@@ -388,7 +422,10 @@ func (j *job) trainRotation() error {
 	if j.rotation, err = faiss.TrainOPQ(sample, j.cfg.M, int(j.cfg.Seed%(1<<31))); err != nil {
 		return err
 	}
-	j.docs = faiss.ApplyRotation(j.rotation, j.docs)
+	j.train = faiss.ApplyRotation(j.rotation, j.train)
+	if j.o.Train != "kmeans" {
+		j.docs = j.train // train was docs itself
+	}
 	j.progress("OPQ rotation", 1, 1)
 	j.rep.Fit += time.Since(t0)
 	return nil
@@ -398,13 +435,14 @@ func (j *job) trainRotation() error {
 // compute.
 func (j *job) buildKMeans(ctx context.Context) (*faiss.Index, error) {
 	t0 := time.Now()
-	model, err := distill.TrainKMeans(ctx, j.docs, j.cfg)
+	model, err := distill.TrainKMeans(ctx, j.train, j.cfg)
 	if err != nil {
 		return nil, err
 	}
+	j.train = faissio.Matrix{} // the sample is no longer needed
 	j.rep.Fit += time.Since(t0)
 	t0 = time.Now()
-	lists, codes, err := encodeAll(ctx, model, j.docs, j.progress)
+	lists, codes, err := encodeSource(ctx, model, j.src, j.rotation, j.progress)
 	if err != nil {
 		return nil, err
 	}
@@ -521,10 +559,45 @@ func qrelRows(qrels [][]int64, ids []int64) ([][]int32, error) {
 	return out, nil
 }
 
+// encodeSource reads, rotates (if rotation is not nil), assigns and encodes
+// every document, a block at a time, so that only a block of the documents
+// is ever in memory.
+func encodeSource(ctx context.Context, model *distill.Model, src *faissio.Source, rotation []float32, progress func(string, int, int)) ([]int64, []byte, error) {
+	block := encodeBlock(model.Nlist, src.Cols)
+	lists := make([]int64, 0, src.Rows)
+	codes := make([]byte, 0, src.Rows*model.CodeSize())
+	buf := make([]float32, block*src.Cols)
+	for i := 0; i < src.Rows; i += block {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		x := faissio.Matrix{Rows: min(block, src.Rows-i), Cols: src.Cols}
+		x.Data = buf[:x.Rows*x.Cols]
+		if err := src.Read(i, i+x.Rows, x.Data); err != nil {
+			return nil, nil, err
+		}
+		if rotation != nil {
+			x = faiss.ApplyRotation(rotation, x)
+		}
+		l := model.Assign(x)
+		lists = append(lists, l...)
+		codes = append(codes, model.Encode(x, l)...)
+		progress("encode", i+x.Rows, src.Rows)
+	}
+	return lists, codes, nil
+}
+
+// encodeBlock is the number of rows encoded at once: at most 65536, and
+// fewer when the block and its distances to the centroids would pass
+// 64 MiB.
+func encodeBlock(nlist, d int) int {
+	return max(256, min(1<<16, (16<<20)/(nlist+d)))
+}
+
 // encodeAll assigns every document to its list and encodes it, a block at a
 // time so progress can be shown and an interrupt honoured.
 func encodeAll(ctx context.Context, model *distill.Model, docs faissio.Matrix, progress func(string, int, int)) ([]int64, []byte, error) {
-	const block = 1 << 16
+	block := encodeBlock(model.Nlist, docs.Cols)
 	lists := make([]int64, 0, docs.Rows)
 	codes := make([]byte, 0, docs.Rows*model.CodeSize())
 	for i := 0; i < docs.Rows; i += block {

@@ -13,18 +13,24 @@ import (
 // before training rather than debugged after.
 func CheckFinite(m Matrix, name string) error {
 	for i, v := range m.Data {
-		// An all-ones exponent is exactly the set of NaNs and infinities.
-		if math.Float32bits(v)&0x7f800000 != 0x7f800000 {
-			continue
+		if what := nonFinite(v); what != "" {
+			return fmt.Errorf("%s: row %d, column %d is %s", name, i/m.Cols, i%m.Cols, what)
 		}
-		what := "NaN"
-		switch {
-		case math.IsInf(float64(v), 1):
-			what = "+Inf"
-		case math.IsInf(float64(v), -1):
-			what = "-Inf"
-		}
-		return fmt.Errorf("%s: row %d, column %d is %s", name, i/m.Cols, i%m.Cols, what)
 	}
 	return nil
+}
+
+// nonFinite names v if it is NaN or infinite, and is "" otherwise.
+func nonFinite(v float32) string {
+	// An all-ones exponent is exactly the set of NaNs and infinities.
+	if math.Float32bits(v)&0x7f800000 != 0x7f800000 {
+		return ""
+	}
+	switch {
+	case math.IsInf(float64(v), 1):
+		return "+Inf"
+	case math.IsInf(float64(v), -1):
+		return "-Inf"
+	}
+	return "NaN"
 }

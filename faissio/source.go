@@ -1,0 +1,217 @@
+package faissio
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// Source is a collection of vectors on disk, read by blocks of rows: a
+// collection larger than memory is never copied whole, and float16 data
+// stays float16 on disk until a block of it is converted. It accepts the
+// paths ReadVectors accepts (a .npy file, a folder or glob of .npy shards,
+// an .fvecs file) with the same checks, and a Source's rows are exactly the
+// rows ReadVectors returns.
+//
+// A Source holds no open files; each read opens what it needs, so a Source
+// may be read from several goroutines at once.
+type Source struct {
+	Rows, Cols int
+	parts      []sourcePart
+}
+
+// sourcePart is one file of a Source.
+type sourcePart struct {
+	path        string
+	first, rows int   // the part's rows are [first, first+rows) of the Source
+	offset      int64 // of row 0's data
+	rowBytes    int64 // distance between rows in the file
+	elem        int   // bytes per value: 2, 4 or 8
+	bigEndian   bool
+	fvecs       bool // rows are prefixed by their dimension
+}
+
+// OpenSource reads the headers of the files at path and checks that they
+// form one matrix; the data is read by Read and Gather.
+func OpenSource(path string) (*Source, error) {
+	files, err := vectorFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{}
+	for i, name := range files {
+		p, cols, err := openPart(name, len(files) > 1)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && cols != s.Cols {
+			return nil, fmt.Errorf("%s: %d columns, but %s has %d", name, cols, files[0], s.Cols)
+		}
+		p.first = s.Rows
+		s.Cols = cols
+		s.Rows += p.rows
+		s.parts = append(s.parts, p)
+	}
+	return s, nil
+}
+
+// openPart reads the header of one file.
+func openPart(name string, shard bool) (sourcePart, int, error) {
+	switch ext := filepath.Ext(name); {
+	case ext == ".npy":
+	case ext == ".fvecs" && !shard:
+		return openFvecsPart(name)
+	case shard:
+		return sourcePart{}, 0, fmt.Errorf("%s: only .npy files can be concatenated", name)
+	default:
+		return sourcePart{}, 0, fmt.Errorf("%s: unknown vector file type %q (want .npy, .fvecs, a directory of .npy files or a glob of them)", name, ext)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return sourcePart{}, 0, pathError(name, err)
+	}
+	defer f.Close()
+	h, err := readNpyHeader(f, name)
+	if err != nil {
+		return sourcePart{}, 0, err
+	}
+	if err := h.checkFloatMatrix(); err != nil {
+		return sourcePart{}, 0, err
+	}
+	dt := h.dtype()
+	cols := h.shape[1]
+	return sourcePart{path: name, rows: h.shape[0], offset: h.offset, rowBytes: int64(cols * dt.size),
+		elem: dt.size, bigEndian: dt.bigEndian}, cols, nil
+}
+
+// openFvecsPart reads the first dimension of an .fvecs file and checks that
+// the file size is a whole number of rows; every row's own dimension is
+// checked as it is read.
+func openFvecsPart(name string) (sourcePart, int, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return sourcePart{}, 0, pathError(name, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return sourcePart{}, 0, pathError(name, err)
+	}
+	var b [4]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil {
+		return sourcePart{}, 0, fmt.Errorf("%s: empty or truncated file", name)
+	}
+	dim := int64(int32(binary.LittleEndian.Uint32(b[:])))
+	if dim <= 0 {
+		return sourcePart{}, 0, fmt.Errorf("%s: row 0: invalid dimension %d", name, dim)
+	}
+	rowBytes := 4 + 4*dim
+	if fi.Size()%rowBytes != 0 {
+		return sourcePart{}, 0, fmt.Errorf("%s: truncated: %d bytes is not a whole number of rows of dimension %d", name, fi.Size(), dim)
+	}
+	return sourcePart{path: name, rows: int(fi.Size() / rowBytes), offset: 0, rowBytes: rowBytes, elem: 4, fvecs: true}, int(dim), nil
+}
+
+// Read converts rows [i, j) into dst, which must hold (j-i)*Cols values.
+// Values are checked finite, with errors naming the file and its row.
+func (s *Source) Read(i, j int, dst []float32) error {
+	if i < 0 || j > s.Rows || i > j || len(dst) != (j-i)*s.Cols {
+		return fmt.Errorf("faissio: Source.Read(%d, %d) with room for %d values, of %d rows of %d", i, j, len(dst), s.Rows, s.Cols)
+	}
+	var buf []byte
+	for _, p := range s.parts {
+		lo, hi := max(i, p.first), min(j, p.first+p.rows)
+		if lo >= hi {
+			continue
+		}
+		f, err := os.Open(p.path)
+		if err != nil {
+			return pathError(p.path, err)
+		}
+		buf, err = p.read(f, lo-p.first, hi-p.first, dst[(lo-i)*s.Cols:(hi-i)*s.Cols], s.Cols, buf)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Gather converts the given rows, in ascending order, into dst, which must
+// hold len(rows)*Cols values; runs of consecutive rows are read at once.
+func (s *Source) Gather(rows []int, dst []float32) error {
+	if len(dst) != len(rows)*s.Cols {
+		return fmt.Errorf("faissio: Source.Gather of %d rows with room for %d values", len(rows), len(dst))
+	}
+	for k := 0; k < len(rows); {
+		run := 1
+		for k+run < len(rows) && rows[k+run] == rows[k]+run {
+			run++
+		}
+		if k > 0 && rows[k] <= rows[k-1] {
+			return fmt.Errorf("faissio: Source.Gather: rows not ascending at %d", k)
+		}
+		if err := s.Read(rows[k], rows[k]+run, dst[k*s.Cols:(k+run)*s.Cols]); err != nil {
+			return err
+		}
+		k += run
+	}
+	return nil
+}
+
+// read converts the part's rows [i, j) into dst, reusing buf.
+func (p *sourcePart) read(f *os.File, i, j int, dst []float32, cols int, buf []byte) ([]byte, error) {
+	n := int64(j-i) * p.rowBytes
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	b := buf[:n]
+	if _, err := f.ReadAt(b, p.offset+int64(i)*p.rowBytes); err != nil {
+		if err == io.EOF {
+			return buf, fmt.Errorf("%s: file shrank while being read", p.path)
+		}
+		return buf, pathError(p.path, err)
+	}
+	order := binary.ByteOrder(binary.LittleEndian)
+	if p.bigEndian {
+		order = binary.BigEndian
+	}
+	for r := range j - i {
+		row := b[int64(r)*p.rowBytes : int64(r+1)*p.rowBytes]
+		if p.fvecs {
+			if d := int32(binary.LittleEndian.Uint32(row)); int(d) != cols {
+				return buf, fmt.Errorf("%s: row %d has dimension %d, but row 0 has %d", p.path, i+r, d, cols)
+			}
+			row = row[4:]
+		}
+		out := dst[r*cols : (r+1)*cols]
+		switch p.elem {
+		case 2:
+			for c := range out {
+				out[c] = halfToFloat32(order.Uint16(row[2*c:]))
+			}
+		case 4:
+			for c := range out {
+				u := order.Uint32(row[4*c:])
+				out[c] = math.Float32frombits(u)
+			}
+		case 8:
+			for c := range out {
+				v := math.Float64frombits(order.Uint64(row[8*c:]))
+				out[c] = float32(v)
+				if math.IsInf(float64(out[c]), 0) && !math.IsInf(v, 0) {
+					return buf, fmt.Errorf("%s: row %d, column %d: float64 value %g does not fit in float32", p.path, i+r, c, v)
+				}
+			}
+		}
+		for c, v := range out {
+			if what := nonFinite(v); what != "" {
+				return buf, fmt.Errorf("%s: row %d, column %d is %s", p.path, i+r, c, what)
+			}
+		}
+	}
+	return buf, nil
+}
