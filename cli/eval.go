@@ -327,8 +327,8 @@ func evalIndex(ctx context.Context, o EvalOptions, path string, q faissio.Matrix
 		ir.BytesPerVector = float64(fi.Size()) / float64(info.Ntotal)
 	}
 	nprobes := capNprobes(o.Nprobes, info.Nlist)
-	if o.Auto {
-		a, err := autoNprobe(ctx, index, q, gt, o.PrimaryK(), o.Target, max(info.Nlist, 1), searchK)
+	if o.Auto && info.Nlist > 0 {
+		a, err := autoNprobe(ctx, index, q, gt, o.PrimaryK(), o.Target, info.Nlist, searchK)
 		if err != nil {
 			return nil, err
 		}

@@ -109,9 +109,14 @@ func printTables(w io.Writer, rep *EvalReport, markdown bool) {
 
 	fmt.Fprintln(w)
 	head = []string{"index", "type", "d", "ntotal", "metric", "nlist", "PQ", "file MiB", "bytes/vector"}
-	auto := rep.Indexes[0].Auto != nil
-	if auto {
-		head = append(head, fmt.Sprintf("nprobe for R@%d ≥ %g", rep.Indexes[0].Auto.K, rep.Indexes[0].Auto.Target))
+	var auto *AutoNprobe
+	for _, ir := range rep.Indexes {
+		if ir.Auto != nil {
+			auto = ir.Auto
+		}
+	}
+	if auto != nil {
+		head = append(head, fmt.Sprintf("nprobe for R@%d ≥ %g", auto.K, auto.Target))
 	}
 	rows = rows[:0]
 	for _, ir := range rep.Indexes {
@@ -125,13 +130,14 @@ func printTables(w io.Writer, rep *EvalReport, markdown bool) {
 		}
 		row := []string{shortName(ir.Path), ir.Type, fmt.Sprint(ir.D), fmt.Sprint(ir.Ntotal), metric, fmt.Sprint(ir.Nlist), pq,
 			fmt.Sprintf("%.2f", float64(ir.Bytes)/(1<<20)), fmt.Sprintf("%.1f", ir.BytesPerVector)}
-		if auto {
-			a := ir.Auto
+		if a := ir.Auto; a != nil {
 			cell := fmt.Sprintf("%d (R@%d %.4f)", a.Nprobe, a.K, a.Recall)
 			if !a.Reached {
 				cell = fmt.Sprintf("not reached (%.4f at nprobe %d)", a.Recall, a.Nprobe)
 			}
 			row = append(row, cell)
+		} else if auto != nil {
+			row = append(row, "- (no lists)")
 		}
 		rows = append(rows, row)
 	}
