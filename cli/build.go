@@ -75,6 +75,9 @@ type BuildReport struct {
 	// MemoryPlan the peak memory the build was planned for (bytes).
 	TrainRows  int   `json:"train_rows"`
 	MemoryPlan int64 `json:"memory_plan_bytes"`
+	// DistillDocs is the number of documents distillation learned from
+	// when --max-memory did not allow all of them; 0 means all.
+	DistillDocs int `json:"distill_docs,omitempty"`
 }
 
 // writeJSON writes v as indented JSON, atomically.
@@ -339,18 +342,29 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 		return nil, err
 	}
 	rep.TrainRows, rep.MemoryPlan = plan.trainRows, plan.bytes
+	if plan.distillSample {
+		rep.DistillDocs = plan.trainRows
+	}
 
 	j := &job{o: o, src: src, ids: ids, cfg: cfg, rep: rep, progress: progress}
 	// Distillation and FAISS's own training need every vector in memory;
 	// our k-means path reads a training sample, then streams the rest.
-	if o.Train != "kmeans" {
+	switch {
+	case plan.distillSample:
+		if j.docs, err = readSample(src, plan.trainRows, o.Seed); err != nil {
+			return nil, err
+		}
+		j.train, j.sampled = j.docs, true
+	case o.Train != "kmeans":
 		j.docs = faissio.Matrix{Rows: n, Cols: d, Data: make([]float32, n*d)}
 		if err := src.Read(0, n, j.docs.Data); err != nil {
 			return nil, err
 		}
 		j.train = j.docs
-	} else if j.train, err = readSample(src, plan.trainRows, o.Seed); err != nil {
-		return nil, err
+	default:
+		if j.train, err = readSample(src, plan.trainRows, o.Seed); err != nil {
+			return nil, err
+		}
 	}
 	rep.Read = time.Since(t0)
 	if err := ctx.Err(); err != nil {
@@ -400,12 +414,15 @@ type job struct {
 	// train the training sample (the k-means trainer) or docs itself;
 	// both are rotated when an OPQ rotation was trained.
 	docs, train faissio.Matrix
-	ids         []int64
-	cfg         distill.Config
-	rep         *BuildReport
-	rotation    []float32 // D×D OPQ rotation, or nil
-	progress    func(string, int, int)
-	curve       []distill.EpochStats // the distillation's training curve
+	// sampled says docs is a random sample of the documents (a distillation
+	// that would not fit in --max-memory with all of them).
+	sampled  bool
+	ids      []int64
+	cfg      distill.Config
+	rep      *BuildReport
+	rotation []float32 // D×D OPQ rotation, or nil
+	progress func(string, int, int)
+	curve    []distill.EpochStats // the distillation's training curve
 }
 
 // trainRotation trains FAISS's OPQ rotation on a sample of the documents and
@@ -510,6 +527,15 @@ func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
 	j.curve = curve
 	t0 = time.Now()
 	var codes []byte
+	if j.sampled {
+		// Only a sample was in memory: every document, streamed, goes to
+		// its nearest learned list.
+		j.docs = faissio.Matrix{}
+		if lists, codes, err = encodeSource(ctx, model, j.src, j.rotation, j.progress); err != nil {
+			return nil, err
+		}
+		return j.fill(model, lists, codes, t0)
+	}
 	if o.ExportLists == "nearest" {
 		if lists, codes, err = encodeAll(ctx, model, docs, j.progress); err != nil {
 			return nil, err
@@ -645,4 +671,8 @@ func printBuildReport(e *env, r *BuildReport) {
 		r.Output, kind, r.Nlist, r.Metric, r.N, r.D, r.Bytes, r.CodeBytesPerVec)
 	fmt.Fprintf(e.stdout, "trainer %s: read %.2fs, train %.2fs, add %.2fs, write %.2fs\n",
 		r.Train, r.Read.Seconds(), r.Fit.Seconds(), r.Add.Seconds(), r.Write.Seconds())
+	if r.DistillDocs > 0 {
+		fmt.Fprintf(e.stdout, "distilled on %d of the %d documents to stay within --max-memory (planned %s); all were encoded\n",
+			r.DistillDocs, r.N, showBytes(r.MemoryPlan))
+	}
 }

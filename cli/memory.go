@@ -16,6 +16,9 @@ import (
 type memoryPlan struct {
 	trainRows int   // rows of the training sample read from disk
 	bytes     int64 // planned peak
+	// distillSample is set when --train distill learns from trainRows
+	// documents rather than all of them, to fit.
+	distillSample bool
 }
 
 // baseBytes is what the process holds before any data: the Go runtime,
@@ -27,7 +30,9 @@ const baseBytes = 100 << 20
 // centroid and per codeword, or --train-size) and streams the documents;
 // when the default sample would not fit, it shrinks to what does, down to
 // FAISS's minimum of 39 points per centroid. The other trainers hold every
-// document as float32. A plan that cannot fit is an error that says what
+// document as float32; when that does not fit, the distillation learns
+// from as many documents as fit (drawn at random) and the rest are encoded
+// with what it learned. A plan that cannot fit is an error that says what
 // would.
 func planMemory(o BuildOptions, cfg distill.Config, n, d int) (memoryPlan, error) {
 	limit := o.MaxMemory
@@ -59,13 +64,22 @@ func planMemory(o BuildOptions, cfg distill.Config, n, d int) (memoryPlan, error
 	if o.Train != "kmeans" {
 		// Every document, plus the distillation's teacher lists and
 		// gradients (a generous 25% more).
+		perDoc := perRow * 5 / 4
 		plan.trainRows = n
-		plan.bytes = fixed + int64(n)*perRow*5/4
-		if limit > 0 && plan.bytes > limit {
-			return plan, fmt.Errorf("--train %s holds all %d documents in memory: about %s, more than --max-memory %s; --train kmeans streams them and needs about %s",
-				o.Train, n, showBytes(plan.bytes), showBytes(limit), showBytes(fixed+int64(min(rows, n))*perRow))
+		plan.bytes = fixed + int64(n)*perDoc
+		if limit <= 0 || plan.bytes <= limit {
+			return plan, nil
 		}
-		return plan, nil
+		// Distillation can learn from a sample of the documents, as the
+		// k-means does, and encode the rest with what it learned.
+		least := max(39*cfg.Nlist, ksub, 1000)
+		if fit := int((limit - fixed) / perDoc); o.Train == "distill" && o.Qrels == "" && fit >= least {
+			plan.trainRows, plan.distillSample = fit, true
+			plan.bytes = fixed + int64(fit)*perDoc
+			return plan, nil
+		}
+		return plan, fmt.Errorf("--train %s holds all %d documents in memory: about %s, more than --max-memory %s; --train kmeans streams them and needs about %s",
+			o.Train, n, showBytes(plan.bytes), showBytes(limit), showBytes(fixed+int64(min(rows, n))*perRow))
 	}
 	plan.bytes = fixed + int64(rows)*perRow
 	if limit <= 0 || plan.bytes <= limit {

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -69,8 +71,15 @@ func TestPlanMemory(t *testing.T) {
 	if _, err := planMemory(BuildOptions{Train: "kmeans", MaxMemory: 200 << 20}, cfg, n, d); err == nil || !strings.Contains(err.Error(), "39 per list") {
 		t.Errorf("200 MiB: %v", err)
 	}
-	if _, err := planMemory(BuildOptions{Train: "distill", MaxMemory: 3 << 30}, cfg, n, d); err == nil || !strings.Contains(err.Error(), "--train kmeans streams") {
-		t.Errorf("distill in 3 GiB: %v", err)
+	if p, err := planMemory(BuildOptions{Train: "distill", MaxMemory: 3 << 30}, cfg, n, d); err != nil || !p.distillSample || p.bytes > 3<<30 || p.trainRows >= n {
+		t.Errorf("distill in 3 GiB: %+v, %v", p, err)
+	} else {
+		t.Logf("distill in 3 GiB: learns from %d documents, %s planned", p.trainRows, showBytes(p.bytes))
+	}
+	for _, o := range []BuildOptions{{Train: "distill", Qrels: "q.tsv", MaxMemory: 3 << 30}, {Train: "faiss", MaxMemory: 3 << 30}} {
+		if _, err := planMemory(o, cfg, n, d); err == nil || !strings.Contains(err.Error(), "--train kmeans streams") {
+			t.Errorf("%s in 3 GiB: %v", o.Train, err)
+		}
 	}
 	if p, err := planMemory(BuildOptions{Train: "kmeans", MaxMemory: -1}, cfg, n, d); err != nil || p.trainRows != n {
 		t.Errorf("no bound: %+v, %v", p, err)
@@ -119,4 +128,38 @@ func TestStreamedBuildEqualsWholeRead(t *testing.T) {
 		t.Errorf("125 MiB bound: %d training rows, plan %d bytes", r.TrainRows, r.MemoryPlan)
 	}
 	t.Logf("125 MiB bound: %d training rows of %d", r.TrainRows, docs.Rows)
+}
+
+// TestDistillOnSampleWithinMemory bounds memory so that the distillation
+// learns from half the documents: the index still holds them all and still
+// beats FAISS's own training.
+func TestDistillOnSampleWithinMemory(t *testing.T) {
+	dir := t.TempDir()
+	ours, theirs, rep := filepath.Join(dir, "ours.faiss"), filepath.Join(dir, "faiss.faiss"), filepath.Join(dir, "r.json")
+	args := []string{"build", "--docs", gloveDocs, "--nlist", "128", "--m", "20"}
+	out := mustRun(t, append(args, "--queries", gloveDir+"/train-queries.npy", "--epochs", "3", "--max-memory", "131MiB", "--report-json", rep, "-o", ours)...)
+	mustRun(t, append(args, "--train", "faiss", "-o", theirs)...)
+	var r BuildReport
+	js, _ := os.ReadFile(rep)
+	if err := json.Unmarshal(js, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.DistillDocs == 0 || r.DistillDocs >= r.N || !strings.Contains(out, "distilled on") {
+		t.Fatalf("no sampled distillation: %+v\n%s", r, out)
+	}
+	ev, err := Eval(context.Background(), EvalOptions{Docs: gloveDocs, Queries: gloveQ, Indexes: []string{ours, theirs}, Ks: []int{10},
+		Nprobes: []int{4, 16}, NoCache: true}, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ev.Indexes[0].Ntotal; n != int64(r.N) {
+		t.Errorf("index holds %d of %d documents", n, r.N)
+	}
+	for i, p := range ev.Indexes[0].Points {
+		f := ev.Indexes[1].Points[i].KRecall[10]
+		t.Logf("nprobe %d: distilled on %d of %d documents R@10 %.4f, FAISS %.4f", p.Nprobe, r.DistillDocs, r.N, p.KRecall[10], f)
+		if p.KRecall[10] < f {
+			t.Errorf("nprobe %d: %.4f below FAISS's %.4f", p.Nprobe, p.KRecall[10], f)
+		}
+	}
 }
