@@ -55,11 +55,16 @@ race: deps
 # set, siftsmall (../shared) and GloVe 100k (converted from the npm package by
 # testdata/glove.py); writes out/bench.md and out/bench.json.
 GLOVE100K := out/data/glove100k
+# make bench LARGE=1 adds 1M x 768 float16 vectors (testdata/synthetic.py,
+# 1.5 GB) built within --max-memory 3GiB.
+SYN1M := out/data/syn1m768
 bench: deps
 	@mkdir -p out
 	@test -f $(GLOVE100K)/docs.npy || /usr/bin/python3 testdata/glove.py --docs 100000 --train-queries 10000 \
 		--queries 1000 --ranks 0:341479 --dtype float32 --out $(GLOVE100K)
-	PATH="$(dir $(GO)):$$PATH" DISTILLVQ_BENCH=1 DISTILLVQ_BENCH_GLOVE=$(abspath $(GLOVE100K)) $(GO) test -count=1 -timeout 180m -run TestBenchReport -v ./cli/
+	@if [ -n "$(LARGE)" ] && [ ! -d $(SYN1M)/docs ]; then /usr/bin/python3 testdata/synthetic.py --out $(SYN1M); fi
+	PATH="$(dir $(GO)):$$PATH" DISTILLVQ_BENCH=1 DISTILLVQ_BENCH_GLOVE=$(abspath $(GLOVE100K)) \
+		$(if $(LARGE),DISTILLVQ_BENCH_LARGE=$(abspath $(SYN1M))) $(GO) test -count=1 -timeout 300m -run TestBenchReport -v ./cli/
 
 clean:
 	rm -rf bin out

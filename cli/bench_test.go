@@ -110,6 +110,17 @@ func TestBenchReport(t *testing.T) {
 		cases = append(cases, gl, cos)
 	}
 
+	// 1M x 768 float16 shards made by testdata/synthetic.py (make bench
+	// LARGE=1): the scale target, built within 3 GiB.
+	if l := os.Getenv("DISTILLVQ_BENCH_LARGE"); l != "" {
+		mem := []string{"--max-memory", "3GiB", "--train-size", "262144"}
+		cases = append(cases, benchCase{Data: "synthetic 1M x 768 float16", Docs: l + "/docs", Queries: l + "/queries.npy", Metric: "l2", Nlist: 4096,
+			Builds: []benchBuild{
+				{"k-means IVFPQ (3 GiB)", with(pq(64), with(mem, "--train", "kmeans")...)},
+				{"distilled IVFPQ (3 GiB)", with(pq(64), with(mem, "--train", "distill", "--epochs", "2")...)},
+			}})
+	}
+
 	var runs []benchRun
 	for _, c := range cases {
 		np16 := max(1, c.Nlist/16)
