@@ -44,7 +44,7 @@ test: deps
 # fails the run and is saved under faissio/testdata/fuzz).
 FUZZTIME ?= 20s
 fuzz:
-	for f in FuzzReadIndex FuzzReadNpy FuzzReadFvecs; do \
+	for f in FuzzReadIndex FuzzReadNpy FuzzReadFvecs FuzzReadQrels; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./faissio/ || exit 1; \
 	done
 

@@ -128,3 +128,36 @@ func FuzzReadFvecs(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadQrels checks that any bytes give labels or a one-line error, and
+// that labels only name queries in range and non-negative ids.
+func FuzzReadQrels(f *testing.F) {
+	f.Add([]byte("0\t17\n0\t4\n2 9 1\n# note\n\n"))
+	f.Add([]byte("1\t-3\n"))
+	f.Add([]byte("3\t1\n"))
+	f.Add([]byte("0\t99999999999999999999\n"))
+	f.Add([]byte(strings.Repeat("x", 70000)))
+	dir := fuzzDir(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(dir, "q.tsv")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		const nq = 3
+		qrels, err := ReadQrels(path, nq)
+		checkOneLine(t, err, path)
+		if err != nil {
+			return
+		}
+		if len(qrels) != nq {
+			t.Fatalf("%d query rows for %d queries", len(qrels), nq)
+		}
+		for _, ids := range qrels {
+			for _, id := range ids {
+				if id < 0 {
+					t.Fatalf("negative id %d accepted", id)
+				}
+			}
+		}
+	})
+}
