@@ -421,3 +421,40 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestBlockedGroundTruth computes the exact top-100 over the embedded set in
+// blocks of 3,000 documents and merges them: the result must equal one
+// exact search over all documents, for both metrics.
+func TestBlockedGroundTruth(t *testing.T) {
+	q, err := faissio.ReadVectors(gloveQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q = q.Slice(0, 300)
+	src, err := faissio.OpenSource(gloveDocs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, metric := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
+		whole, err := exactSearch(context.Background(), src, nil, q, 100, metric, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := gtDocBlock
+		gtDocBlock = 3000 * 4 * src.Cols
+		blocked, err := exactSearch(context.Background(), src, nil, q, 100, metric, nil)
+		gtDocBlock = saved
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(whole, blocked) {
+			var diff int
+			for i := range whole {
+				if whole[i] != blocked[i] {
+					diff++
+				}
+			}
+			t.Errorf("%s: blocked ground truth differs in %d of %d entries", metric, diff, len(whole))
+		}
+	}
+}

@@ -57,7 +57,7 @@ func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io
 			return &groundTruth{K: r.K, IDs: ids, Source: "cache " + cache}, nil
 		}
 	}
-	docs, err := faissio.ReadVectors(r.Docs)
+	docs, err := faissio.OpenSource(r.Docs)
 	if err != nil {
 		return nil, err
 	}
@@ -133,39 +133,98 @@ func hashFile(h io.Writer, name string) error {
 // progress and stop promptly on an interrupt.
 const gtBlock = 512
 
-// exactSearch is the ground truth: the top-k of each query over the docs by
-// an exact FAISS index, as ids.
-func exactSearch(ctx context.Context, docs faissio.Matrix, ids []int64, q faissio.Matrix, k int, metric faissio.Metric, prog func(string, int, int)) ([]int64, error) {
-	flat, err := faiss.NewFlat(metric, docs)
-	if err != nil {
-		return nil, err
+// gtDocBlock is the most document bytes (as float32) held at once for the
+// ground truth; FAISS's exact index holds a copy of them too.
+var gtDocBlock = 256 << 20
+
+// exactSearch is the ground truth: the top-k of each query over the
+// documents by exact FAISS indexes, as ids. The documents are read and
+// searched a block at a time and the per-block results merged, so that a
+// collection larger than memory can be measured; with one block the result
+// is exactly FAISS's IndexFlat search.
+func exactSearch(ctx context.Context, docs *faissio.Source, ids []int64, q faissio.Matrix, k int, metric faissio.Metric, prog func(string, int, int)) ([]int64, error) {
+	n, d := docs.Rows, docs.Cols
+	block := max(1, min(n, gtDocBlock/(4*d)))
+	bestD := make([]float32, q.Rows*k)
+	bestI := make([]int64, q.Rows*k)
+	for i := range bestI {
+		bestI[i] = -1
 	}
-	defer flat.Close()
-	labels := make([]int64, 0, q.Rows*k)
-	for i := 0; i < q.Rows; i += gtBlock {
-		if err := ctx.Err(); err != nil {
+	better := func(a, b float32) bool { return a < b }
+	if metric == faissio.InnerProduct {
+		better = func(a, b float32) bool { return a > b }
+	}
+	buf := make([]float32, block*d)
+	steps, total := 0, ((n+block-1)/block)*((q.Rows+gtBlock-1)/gtBlock)
+	for start := 0; start < n; start += block {
+		x := faissio.Matrix{Rows: min(block, n-start), Cols: d}
+		x.Data = buf[:x.Rows*d]
+		if err := docs.Read(start, start+x.Rows, x.Data); err != nil {
 			return nil, err
 		}
-		if prog != nil {
-			prog("ground truth", i, q.Rows)
-		}
-		_, l, err := flat.Search(q.Slice(i, min(i+gtBlock, q.Rows)), k, 1)
+		flat, err := faiss.NewFlat(metric, x)
 		if err != nil {
 			return nil, err
 		}
-		labels = append(labels, l...)
+		for i := 0; i < q.Rows; i += gtBlock {
+			if err := ctx.Err(); err != nil {
+				flat.Close()
+				return nil, err
+			}
+			if prog != nil {
+				prog("ground truth", steps, total)
+			}
+			steps++
+			j := min(i+gtBlock, q.Rows)
+			dist, lab, err := flat.Search(q.Slice(i, j), k, 1)
+			if err != nil {
+				flat.Close()
+				return nil, err
+			}
+			for r := range j - i {
+				row := (i + r) * k
+				mergeTopK(bestD[row:row+k], bestI[row:row+k], dist[r*k:(r+1)*k], lab[r*k:(r+1)*k], int64(start), better)
+			}
+		}
+		flat.Close()
 	}
 	if prog != nil {
-		prog("ground truth", q.Rows, q.Rows)
+		prog("ground truth", total, total)
 	}
 	if ids != nil {
-		for i, l := range labels {
+		for i, l := range bestI {
 			if l >= 0 {
-				labels[i] = ids[l]
+				bestI[i] = ids[l]
 			}
 		}
 	}
-	return labels, nil
+	return bestI, nil
+}
+
+// mergeTopK merges a block's sorted top-k (labels relative to the block's
+// first row, offset) into the running sorted top-k of one query. On equal
+// scores the earlier block's document stays first, as one exact search
+// over all documents would order them.
+func mergeTopK(bestD []float32, bestI []int64, d []float32, l []int64, offset int64, better func(a, b float32) bool) {
+	k := len(bestD)
+	outD := make([]float32, 0, k)
+	outI := make([]int64, 0, k)
+	a, b := 0, 0
+	for len(outD) < k {
+		takeB := b < k && l[b] >= 0 && (a >= k || bestI[a] < 0 || better(d[b], bestD[a]))
+		switch {
+		case takeB:
+			outD, outI = append(outD, d[b]), append(outI, l[b]+offset)
+			b++
+		case a < k && bestI[a] >= 0:
+			outD, outI = append(outD, bestD[a]), append(outI, bestI[a])
+			a++
+		default:
+			outD, outI = append(outD, 0), append(outI, -1)
+		}
+	}
+	copy(bestD, outD)
+	copy(bestI, outI)
 }
 
 // readGroundTruth reads a supplied ground-truth table and checks it covers
