@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -104,18 +107,51 @@ func (m *Model) Encode(x faissio.Matrix, lists []int64) []byte {
 
 // encodeIndices writes the M codeword indices of each row's residual into
 // idx (x.Rows*M), a block of rows at a time.
+//
+// When the sub-space products are small (see assigner) and there is no
+// EncodeWeight (whose refinement runs large BLAS products), goroutines own
+// the cores: each encodes whole blocks, residuals and all sub-spaces, with
+// its own single-threaded encoder, so they meet only at the end. A row's
+// codes depend on that row alone, so the result is the same for any number
+// of threads.
 func (m *Model) encodeIndices(x faissio.Matrix, lists []int64, idx []uint8) {
 	const block = 4096
-	res := make([]float32, min(block, x.Rows)*m.D)
-	enc := newPQEncoder(m)
-	for i0 := 0; i0 < x.Rows; i0 += block {
-		n := min(block, x.Rows-i0)
-		m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
-		enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
-		if m.EncodeWeight != nil {
-			enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], weightedPasses)
+	nblocks := (x.Rows + block - 1) / block
+	workers := min(runtime.GOMAXPROCS(0), nblocks)
+	if m.EncodeWeight != nil || workers <= 1 || !smallProduct(m.Dsub(), m.Ksub()) {
+		res := make([]float32, min(block, x.Rows)*m.D)
+		enc := newPQEncoder(m, runtime.GOMAXPROCS(0))
+		for i0 := 0; i0 < x.Rows; i0 += block {
+			n := min(block, x.Rows-i0)
+			m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
+			enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
+			if m.EncodeWeight != nil {
+				enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], weightedPasses)
+			}
 		}
+		return
 	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := make([]float32, block*m.D)
+			enc := newPQEncoder(m, 1)
+			for {
+				b := int(next.Add(1) - 1)
+				if b >= nblocks {
+					return
+				}
+				i0 := b * block
+				n := min(block, x.Rows-i0)
+				m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
+				enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // weightedPasses is the number of sweeps over the sub-spaces when encoding
@@ -142,8 +178,9 @@ type pqEncoder struct {
 	lab []int32
 }
 
-func newPQEncoder(m *Model) *pqEncoder {
-	return &pqEncoder{m: m, sub: newAssigner(m.Dsub(), m.Ksub())}
+// newPQEncoder makes an encoder whose scans use at most workers goroutines.
+func newPQEncoder(m *Model, workers int) *pqEncoder {
+	return &pqEncoder{m: m, sub: newAssignerThreads(m.Dsub(), m.Ksub(), workers)}
 }
 
 // encode writes the M codeword indices of each of the n vectors in v

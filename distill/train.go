@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -114,22 +117,63 @@ func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, 
 
 // trainCodebooks runs an L2 k-means in each of the M sub-spaces of x and
 // returns the codebooks in FAISS's [M][ksub][dsub] order.
+//
+// The sub-space k-means are independent, so when they are small products
+// (see assigner) goroutines own the cores one sub-space at a time each,
+// every k-means single-threaded: no synchronisation but at the end, where
+// splitting each k-means's iterations would meet 625 times. Sub-space s
+// always gets seed+s, so the result does not depend on the threads.
 func trainCodebooks(ctx context.Context, x faissio.Matrix, M, nbits, niter int, seed uint64, progress func(done, total int)) ([]float32, error) {
 	d, ksub := x.Cols, 1<<nbits
 	dsub := d / M
-	books := make([]float32, 0, d*ksub)
-	sub := faissio.Matrix{Rows: x.Rows, Cols: dsub, Data: make([]float32, x.Rows*dsub)}
-	for s := 0; s < M; s++ {
-		for i := 0; i < x.Rows; i++ {
-			copy(sub.Row(i), x.Row(i)[s*dsub:(s+1)*dsub])
-		}
-		cb, err := KMeans(ctx, sub, ksub, KMeansConfig{Niter: niter, Seed: seed + uint64(s), Metric: faissio.L2})
+	books := make([]float32, d*ksub)
+	workers := min(runtime.GOMAXPROCS(0), M)
+	threads := 0 // each k-means parallel within
+	if workers > 1 && smallProduct(dsub, ksub) {
+		threads = 1
+	} else {
+		workers = 1
+	}
+	errs := make([]error, M)
+	var (
+		next atomic.Int64
+		mu   sync.Mutex
+		done int
+		wg   sync.WaitGroup
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sub := faissio.Matrix{Rows: x.Rows, Cols: dsub, Data: make([]float32, x.Rows*dsub)}
+			for {
+				s := int(next.Add(1) - 1)
+				if s >= M {
+					return
+				}
+				for i := 0; i < x.Rows; i++ {
+					copy(sub.Row(i), x.Row(i)[s*dsub:(s+1)*dsub])
+				}
+				cb, err := KMeans(ctx, sub, ksub, KMeansConfig{Niter: niter, Seed: seed + uint64(s), Metric: faissio.L2, threads: threads})
+				if err != nil {
+					errs[s] = fmt.Errorf("PQ sub-space %d: %w", s, err)
+					next.Store(int64(M)) // stop the others early
+					return
+				}
+				copy(books[s*ksub*dsub:(s+1)*ksub*dsub], cb)
+				if progress != nil {
+					mu.Lock()
+					done++
+					progress(done, M)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("PQ sub-space %d: %w", s, err)
-		}
-		books = append(books, cb...)
-		if progress != nil {
-			progress(s+1, M)
+			return nil, err
 		}
 	}
 	return books, nil
