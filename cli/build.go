@@ -362,6 +362,13 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 		}
 		j.train = j.docs
 	default:
+		if plan.trainRows < n {
+			// The sample does not see every row: check them all now, not
+			// when encoding after the training.
+			if err := src.CheckFinite(); err != nil {
+				return nil, err
+			}
+		}
 		if j.train, err = readSample(src, plan.trainRows, o.Seed); err != nil {
 			return nil, err
 		}

@@ -140,6 +140,22 @@ func (s *Source) Read(i, j int, dst []float32) error {
 	return nil
 }
 
+// CheckFinite reads every row once, a block at a time, and returns the
+// error Read gives for the first NaN or infinite value, if any: a streamed
+// build checks its whole input before training rather than finding a bad
+// row after it.
+func (s *Source) CheckFinite() error {
+	block := max(1, (16<<20)/(4*s.Cols))
+	buf := make([]float32, min(block, s.Rows)*s.Cols)
+	for i := 0; i < s.Rows; i += block {
+		j := min(i+block, s.Rows)
+		if err := s.Read(i, j, buf[:(j-i)*s.Cols]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Gather converts the given rows, in ascending order, into dst, which must
 // hold len(rows)*Cols values; runs of consecutive rows are read at once.
 func (s *Source) Gather(rows []int, dst []float32) error {
