@@ -96,25 +96,20 @@ func (ix *Index) Info() (Info, error) {
 		return Info{}, errClosed
 	}
 	h := ix.ix.IndexHeader()
-	info := Info{D: h.D, Ntotal: h.Ntotal, Metric: h.Metric}
+	info := Info{Type: faissio.ClassName(ix.ix), D: h.D, Ntotal: h.Ntotal, Metric: h.Metric}
 	inner := ix.ix
 	if pt, ok := inner.(*faissio.PreTransform); ok {
-		info.Type = "IndexPreTransform"
 		inner = pt.Index
 	}
 	var ivf *faissio.IVF
 	switch x := inner.(type) {
 	case *faissio.Flat:
-		info.Type = firstNonEmpty(info.Type, map[faissio.Metric]string{faissio.InnerProduct: "IndexFlatIP", faissio.L2: "IndexFlatL2"}[x.Metric], "IndexFlat")
 		info.CodeSize = 4 * x.D
 	case *faissio.PQ:
-		info.Type = firstNonEmpty(info.Type, "IndexPQ")
 		info.M, info.Nbits, info.CodeSize = x.PQ.M, x.PQ.Nbits, x.PQ.CodeSize()
 	case *faissio.IVFFlat:
-		info.Type = firstNonEmpty(info.Type, "IndexIVFFlat")
 		ivf, info.CodeSize = &x.IVF, x.CodeSize()
 	case *faissio.IVFPQ:
-		info.Type = firstNonEmpty(info.Type, "IndexIVFPQ")
 		ivf, info.CodeSize = &x.IVF, x.CodeSize()
 		info.M, info.Nbits, info.ByResidual = x.PQ.M, x.PQ.Nbits, x.ByResidual
 	}
@@ -126,15 +121,6 @@ func (ix *Index) Info() (Info, error) {
 		}
 	}
 	return info, nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // IVFParams extracts the contents of an IVF index, as the cgo build's does.

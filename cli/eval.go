@@ -520,36 +520,20 @@ func OneRecall(labels []int64, stride int, gt *groundTruth, k int) float64 {
 // MRR is the mean over labelled queries of 1/rank of the first labelled
 // document in the top k (0 if none is there).
 func MRR(labels []int64, stride int, qrels [][]int64, k int) float64 {
-	var sum float64
-	var n int
-	for i, rel := range qrels {
-		if len(rel) == 0 {
-			continue
-		}
-		n++
+	return meanOverLabelled(qrels, func(i int, rel []int64) float64 {
 		for r, id := range labels[i*stride : i*stride+k] {
 			if slices.Contains(rel, id) {
-				sum += 1 / float64(r+1)
-				break
+				return 1 / float64(r+1)
 			}
 		}
-	}
-	if n == 0 {
 		return 0
-	}
-	return sum / float64(n)
+	})
 }
 
 // QrelsRecall is the mean over labelled queries of the share of their
 // labelled documents found in the top k.
 func QrelsRecall(labels []int64, stride int, qrels [][]int64, k int) float64 {
-	var sum float64
-	var n int
-	for i, rel := range qrels {
-		if len(rel) == 0 {
-			continue
-		}
-		n++
+	return meanOverLabelled(qrels, func(i int, rel []int64) float64 {
 		rel = slices.Compact(slices.Sorted(slices.Values(rel)))
 		var hit int
 		for _, id := range rel {
@@ -557,7 +541,19 @@ func QrelsRecall(labels []int64, stride int, qrels [][]int64, k int) float64 {
 				hit++
 			}
 		}
-		sum += float64(hit) / float64(len(rel))
+		return float64(hit) / float64(len(rel))
+	})
+}
+
+// meanOverLabelled averages f over the queries that have labels; 0 if none.
+func meanOverLabelled(qrels [][]int64, f func(i int, rel []int64) float64) float64 {
+	var sum float64
+	var n int
+	for i, rel := range qrels {
+		if len(rel) > 0 {
+			sum += f(i, rel)
+			n++
+		}
 	}
 	if n == 0 {
 		return 0

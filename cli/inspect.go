@@ -114,19 +114,15 @@ func describe(ix faissio.Index) *Description {
 		d.Chain[len(d.Chain)-1] += ")"
 		ix = pt.Index
 	}
+	d.Chain = append(d.Chain, faissio.ClassName(ix))
 	var ivf *faissio.IVF
 	switch x := ix.(type) {
-	case *faissio.Flat:
-		d.Chain = append(d.Chain, flatName(x.Metric))
 	case *faissio.PQ:
-		d.Chain = append(d.Chain, "IndexPQ")
 		d.M, d.Nbits, d.CodeSize = x.PQ.M, x.PQ.Nbits, x.PQ.CodeSize()
 		d.Codebooks = codebookStats(&x.PQ, [][]byte{x.Codes})
 	case *faissio.IVFFlat:
-		d.Chain = append(d.Chain, "IndexIVFFlat")
 		ivf, d.CodeSize = &x.IVF, x.CodeSize()
 	case *faissio.IVFPQ:
-		d.Chain = append(d.Chain, "IndexIVFPQ")
 		ivf, d.CodeSize = &x.IVF, x.CodeSize()
 		d.M, d.Nbits, d.ByResidual = x.PQ.M, x.PQ.Nbits, x.ByResidual
 		codes := make([][]byte, len(x.Lists))
@@ -138,7 +134,7 @@ func describe(ix faissio.Index) *Description {
 	if ivf != nil {
 		q := "quantizer"
 		if f, ok := ivf.Quantizer.(*faissio.Flat); ok {
-			q += " " + flatName(f.Metric)
+			q += " " + faissio.ClassName(f)
 		}
 		d.Chain = append(d.Chain, q)
 		d.Nlist, d.Nprobe = ivf.Nlist, ivf.Nprobe
@@ -151,16 +147,6 @@ func describe(ix faissio.Index) *Description {
 		d.Lists = &s
 	}
 	return d
-}
-
-func flatName(m faissio.Metric) string {
-	switch m {
-	case faissio.InnerProduct:
-		return "IndexFlatIP"
-	case faissio.L2:
-		return "IndexFlatL2"
-	}
-	return "IndexFlat"
 }
 
 // listStats summarises list sizes.

@@ -175,3 +175,27 @@ func flatFourcc(m Metric) string {
 	}
 	return "IxFl"
 }
+
+// ClassName is the name of ix's FAISS C++ class, such as "IndexIVFPQ" or
+// "IndexFlatIP", as FAISS itself reports it (the cgo build's Info).
+func ClassName(ix Index) string {
+	switch x := ix.(type) {
+	case *Flat:
+		switch x.Metric {
+		case InnerProduct:
+			return "IndexFlatIP"
+		case L2:
+			return "IndexFlatL2"
+		}
+		return "IndexFlat"
+	case *PQ:
+		return "IndexPQ"
+	case *IVFFlat:
+		return "IndexIVFFlat"
+	case *IVFPQ:
+		return "IndexIVFPQ"
+	case *PreTransform:
+		return "IndexPreTransform"
+	}
+	return ""
+}

@@ -112,24 +112,12 @@ func readNpyInto(path string, dst []float32) (m Matrix, mapping []byte, err erro
 				m.Data[i] = math.Float32frombits(bits.ReverseBytes32(math.Float32bits(v)))
 			}
 		}
-	case 2:
-		err = h.readChunks(r, 2, n, func(first int, b []byte) error {
-			dst := m.Data[first : first+len(b)/2]
-			for i := range dst {
-				dst[i] = halfToFloat32(order.Uint16(b[2*i:]))
-			}
-			return nil
-		})
-	case 8:
-		err = h.readChunks(r, 8, n, func(first int, b []byte) error {
-			dst := m.Data[first : first+len(b)/8]
-			for i := range dst {
-				v := math.Float64frombits(order.Uint64(b[8*i:]))
-				dst[i] = float32(v)
-				if math.IsInf(float64(dst[i]), 0) && !math.IsInf(v, 0) {
-					j := first + i
-					return fmt.Errorf("%s: row %d, column %d: float64 value %g does not fit in float32", path, j/cols, j%cols, v)
-				}
+	default:
+		err = h.readChunks(r, dt.size, n, func(first int, b []byte) error {
+			dst := m.Data[first : first+len(b)/dt.size]
+			if i := decodeFloats(dst, b, dt.size, order); i >= 0 {
+				j := first + i
+				return fmt.Errorf("%s: row %d, column %d: float64 value %g does not fit in float32", path, j/cols, j%cols, math.Float64frombits(order.Uint64(b[8*i:])))
 			}
 			return nil
 		})
@@ -524,6 +512,31 @@ func (h *npyHeader) readChunks(r io.Reader, size, n int, convert func(first int,
 		}
 	}
 	return nil
+}
+
+// decodeFloats converts the float16, float32 or float64 values (elem bytes
+// each, in order's byte order) in b into dst, and returns the index of the
+// first float64 beyond float32's range, or -1.
+func decodeFloats(dst []float32, b []byte, elem int, order binary.ByteOrder) int {
+	switch elem {
+	case 2:
+		for i := range dst {
+			dst[i] = halfToFloat32(order.Uint16(b[2*i:]))
+		}
+	case 4:
+		for i := range dst {
+			dst[i] = math.Float32frombits(order.Uint32(b[4*i:]))
+		}
+	case 8:
+		for i := range dst {
+			v := math.Float64frombits(order.Uint64(b[8*i:]))
+			dst[i] = float32(v)
+			if math.IsInf(float64(dst[i]), 0) && !math.IsInf(v, 0) {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // halfToFloat32 converts an IEEE 754 binary16 value to float32, exactly:

@@ -204,24 +204,8 @@ func (p *sourcePart) read(f *os.File, i, j int, dst []float32, cols int, buf []b
 			row = row[4:]
 		}
 		out := dst[r*cols : (r+1)*cols]
-		switch p.elem {
-		case 2:
-			for c := range out {
-				out[c] = halfToFloat32(order.Uint16(row[2*c:]))
-			}
-		case 4:
-			for c := range out {
-				u := order.Uint32(row[4*c:])
-				out[c] = math.Float32frombits(u)
-			}
-		case 8:
-			for c := range out {
-				v := math.Float64frombits(order.Uint64(row[8*c:]))
-				out[c] = float32(v)
-				if math.IsInf(float64(out[c]), 0) && !math.IsInf(v, 0) {
-					return buf, fmt.Errorf("%s: row %d, column %d: float64 value %g does not fit in float32", p.path, i+r, c, v)
-				}
-			}
+		if c := decodeFloats(out, row, p.elem, order); c >= 0 {
+			return buf, fmt.Errorf("%s: row %d, column %d: float64 value %g does not fit in float32", p.path, i+r, c, math.Float64frombits(order.Uint64(row[8*c:])))
 		}
 		for c, v := range out {
 			if what := nonFinite(v); what != "" {
