@@ -71,6 +71,15 @@ type BuildReport struct {
 	Fit   time.Duration `json:"train_ns"`
 	Add   time.Duration `json:"add_ns"`
 	Write time.Duration `json:"write_ns"`
+	// Within Fit, for our trainers: the IVF k-means, the PQ training (the
+	// sample's assignment and the sub-space k-means) and the distillation
+	// (teacher search and every epoch; its curve has each epoch's time).
+	IVFKMeans time.Duration `json:"ivf_kmeans_ns,omitempty"`
+	PQTrain   time.Duration `json:"pq_train_ns,omitempty"`
+	Distill   time.Duration `json:"distill_ns,omitempty"`
+	// Epochs is the distillation's training curve: loss, held-out recall
+	// and elapsed time after each epoch.
+	Epochs []distill.EpochStats `json:"epochs,omitempty"`
 	// TrainRows is the size of the training sample read from disk, and
 	// MemoryPlan the peak memory the build was planned for (bytes).
 	TrainRows  int   `json:"train_rows"`
@@ -459,7 +468,7 @@ func (j *job) trainRotation() error {
 // compute.
 func (j *job) buildKMeans(ctx context.Context) (*faiss.Index, error) {
 	t0 := time.Now()
-	model, err := distill.TrainKMeans(ctx, j.train, j.cfg)
+	model, err := j.trainKMeans(ctx, j.train)
 	if err != nil {
 		return nil, err
 	}
@@ -471,6 +480,16 @@ func (j *job) buildKMeans(ctx context.Context) (*faiss.Index, error) {
 		return nil, err
 	}
 	return j.fill(model, lists, codes, t0)
+}
+
+// trainKMeans runs our FAISS-style training on x and records its phase times.
+func (j *job) trainKMeans(ctx context.Context, x faissio.Matrix) (*distill.Model, error) {
+	var times distill.PhaseTimes
+	cfg := j.cfg
+	cfg.Times = &times
+	model, err := distill.TrainKMeans(ctx, x, cfg)
+	j.rep.IVFKMeans, j.rep.PQTrain = times.IVF, times.PQ
+	return model, err
 }
 
 // fill builds the FAISS index from a trained model and the encoded documents.
@@ -517,10 +536,11 @@ func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
 		}
 	}
 	t0 := time.Now()
-	init, err := distill.TrainKMeans(ctx, docs, j.cfg)
+	init, err := j.trainKMeans(ctx, docs)
 	if err != nil {
 		return nil, err
 	}
+	t1 := time.Now()
 	lists := init.Assign(docs)
 	dc.Seed = o.Seed
 	dc.Progress = func(st distill.EpochStats) {
@@ -530,8 +550,9 @@ func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
 	if err != nil {
 		return nil, err
 	}
+	j.rep.Distill = time.Since(t1)
 	j.rep.Fit += time.Since(t0)
-	j.curve = curve
+	j.curve, j.rep.Epochs = curve, curve
 	t0 = time.Now()
 	var codes []byte
 	if j.sampled {

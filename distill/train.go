@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -25,6 +26,15 @@ type Config struct {
 	Seed      uint64 // same seed, same model
 	// Progress, when set, is told of each phase's advance.
 	Progress func(phase string, done, total int)
+	// Times, when set, receives the wall time of each training phase.
+	Times *PhaseTimes
+}
+
+// PhaseTimes is where TrainKMeans spends its time: the coarse k-means, and
+// for IVFPQ the assignment of the PQ sample and the sub-space k-means.
+type PhaseTimes struct {
+	IVF time.Duration `json:"ivf_kmeans_ns"`
+	PQ  time.Duration `json:"pq_train_ns"`
 }
 
 // Check reports whether the configuration can train on n documents of
@@ -87,6 +97,11 @@ func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, 
 	}
 
 	m := &Model{D: d, Metric: cfg.Metric, Nlist: cfg.Nlist, M: cfg.M, Nbits: cfg.Nbits}
+	times := cfg.Times
+	if times == nil {
+		times = new(PhaseTimes)
+	}
+	t0 := time.Now()
 	var err error
 	m.Centroids, err = KMeans(ctx, train, cfg.Nlist, KMeansConfig{
 		Niter:     cfg.Niter,
@@ -98,9 +113,11 @@ func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, 
 	if err != nil {
 		return nil, err
 	}
+	times.IVF = time.Since(t0)
 	if cfg.M == 0 {
 		return m, nil
 	}
+	t0 = time.Now()
 
 	pqTrain := train
 	if max := 256 << cfg.Nbits; pqTrain.Rows > max {
@@ -112,6 +129,7 @@ func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, 
 	if err != nil {
 		return nil, err
 	}
+	times.PQ = time.Since(t0)
 	return m, nil
 }
 
