@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/distillvq/distillvq/faissio"
@@ -366,5 +367,50 @@ func (ix *Index) IVFParams() (IVFParams, error) {
 // OpenMP loops run on one thread unless OMP_NUM_THREADS is set, because the
 // two pools together oversubscribe a small machine (see shim.cpp).
 func SetThreads(n int) {
+	serial.Lock()
+	defer serial.Unlock()
+	if serial.holders > 0 {
+		// Takes effect when the last SerialBLAS holder releases.
+		serial.restore = int32(min(max(n, 0), math.MaxInt32))
+		return
+	}
 	C.dvq_set_threads(C.int32_t(min(n, math.MaxInt32)))
+}
+
+// serial counts the holders of SerialBLAS.
+var serial struct {
+	sync.Mutex
+	holders int
+	restore int32 // OpenBLAS's thread count before the first holder
+}
+
+// SerialBLAS makes every OpenBLAS product (Sgemm's and FAISS's alike) run on
+// its calling thread until the returned function is called; holders nest.
+//
+// distillvq's own kernels hold it while they run: goroutines own the cores
+// and each runs its products single-threaded on blocks of a fixed shape.
+// That keeps OpenBLAS's idle pool from spinning against the goroutines
+// (about 17 CPU-s of sched_yield in a GloVe-341k k-means) and makes every
+// result independent of the number of threads, since OpenBLAS's threaded
+// products round differently for different thread counts. A FAISS call made
+// while another goroutine holds it runs single-threaded too: correct, but
+// slower.
+func SerialBLAS() (release func()) {
+	serial.Lock()
+	if serial.holders == 0 {
+		serial.restore = int32(C.dvq_get_threads())
+		C.dvq_set_threads(1)
+	}
+	serial.holders++
+	serial.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			serial.Lock()
+			defer serial.Unlock()
+			if serial.holders--; serial.holders == 0 {
+				C.dvq_set_threads(C.int32_t(serial.restore))
+			}
+		})
+	}
 }

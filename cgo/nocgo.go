@@ -134,6 +134,10 @@ func (ix *Index) IVFParams() (IVFParams, error) {
 // SetThreads does nothing without cgo: gonum's BLAS has no thread setting.
 func SetThreads(n int) {}
 
+// SerialBLAS does nothing without cgo: gonum's Sgemm splits a product into
+// the same blocks whatever the number of threads.
+func SerialBLAS() (release func()) { return func() {} }
+
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major matrices with
 // gonum's pure-Go BLAS, the same contract as the cgo build's OpenBLAS call.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {

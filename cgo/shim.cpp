@@ -486,6 +486,11 @@ void dvq_set_threads(int32_t n) {
 	openblas_set_num_threads(n > 0 ? n : blas_default);
 }
 
+int32_t dvq_get_threads(void) {
+	record_defaults();
+	return openblas_get_num_threads();
+}
+
 void dvq_sgemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
 		float alpha, const float* a, int32_t lda, const float* b, int32_t ldb,
 		float beta, float* c, int32_t ldc) {

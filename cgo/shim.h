@@ -67,6 +67,7 @@ char *dvq_ivf_extract(const dvq_index *ix, float *rotation, float *centroids, fl
 	int64_t *lists, int64_t *ids, uint8_t *codes);
 
 void dvq_set_threads(int32_t n);
+int32_t dvq_get_threads(void);
 
 void dvq_sgemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
 	float alpha, const float *a, int32_t lda, const float *b, int32_t ldb,

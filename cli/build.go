@@ -446,6 +446,9 @@ type job struct {
 // rotation is frozen and written in front of the IVF index.
 func (j *job) trainRotation() error {
 	t0 := time.Now()
+	// FAISS's OPQ training on one BLAS thread: its threaded products would
+	// make the rotation, and so the index, depend on the number of cores.
+	defer faiss.SerialBLAS()()
 	j.progress("OPQ rotation", 0, 1)
 	sample := j.train
 	if n := max(256*j.cfg.Nlist, 256<<j.cfg.Nbits); sample.Rows > n {

@@ -57,6 +57,7 @@ func (c KMeansConfig) maxPoints() int {
 //
 // It stops with ctx's error when ctx is cancelled, between iterations.
 func KMeans(ctx context.Context, x faissio.Matrix, k int, cfg KMeansConfig) ([]float32, error) {
+	defer serialBLAS()()
 	if k < 1 {
 		return nil, fmt.Errorf("k-means: need at least 1 centroid, got %d", k)
 	}
@@ -226,60 +227,43 @@ func view(x faissio.Matrix) strided {
 // zeroing OpenBLAS does for beta = 0) and -<x,c> for inner product, so one
 // arg-min kernel serves both metrics.
 //
-// Who owns the cores depends on the size of the product:
-//
-//   - Large (k*dim > 2^13, as for coarse centroids): OpenBLAS owns the
-//     cores during each block's sgemm, on all its threads; the block's rows
-//     are then scanned by the caller and workers-1 helper goroutines,
-//     BLAS being idle meanwhile.
-//   - Small (k*dim <= 2^13, as for PQ sub-spaces: 2^nbits codewords of a
-//     few dimensions): goroutines own the cores throughout. Each takes
-//     blocks of rows in turn and runs its own sgemm, sized so that
-//     m*n*k <= 2^18, below which OpenBLAS computes on the calling thread
-//     without waking its pool (GEMM_MULTITHREAD_THRESHOLD), then scans its
-//     block. Threading OpenBLAS on such thin products costs more than it
-//     saves.
-//
-// Either way each row's result depends only on that row, so the labels are
+// Goroutines own the cores (the callers hold SerialBLAS): each worker takes
+// blocks of rows in turn, runs the block's sgemm on its own thread and scans
+// it, so the workers meet only at the end. Blocks have a fixed size and
+// each row's result depends only on its block's product, so the labels are
 // the same whatever the number of threads.
 type assigner struct {
 	dim, k  int
-	rows    int  // rows per block
-	local   bool // small products: each worker runs its own sgemm
+	rows    int // rows per block
 	workers int
-	bufs    [][]float32 // one rows*k score block per worker (one shared when !local)
+	bufs    [][]float32 // one rows*k score block per worker
 	norms   []float32
 }
 
-// blasInline is the largest m*n*k that OpenBLAS runs on the calling thread.
+// blasInline is the largest m*n*k that OpenBLAS runs on the calling thread
+// even when its pool has several (GEMM_MULTITHREAD_THRESHOLD).
 const blasInline = 1 << 18
 
 func newAssigner(dim, k int) *assigner { return newAssignerThreads(dim, k, runtime.GOMAXPROCS(0)) }
 
 // smallProduct reports whether scoring against k centroids of dim floats is
-// a small product, one that goroutines do better than OpenBLAS's threads.
+// a small product (a PQ sub-space: 2^nbits codewords of a few dimensions),
+// whose blocks are best kept to about blasInline multiply-adds.
 func smallProduct(dim, k int) bool { return blasInline/(k*max(dim, 1)) >= 32 }
 
-// newAssignerThreads makes an assigner whose scans use at most workers
-// goroutines (1: the caller's only).
+// newAssignerThreads makes an assigner that runs at most workers goroutines
+// (1: the caller's only).
 func newAssignerThreads(dim, k, workers int) *assigner {
 	a := &assigner{dim: dim, k: k, workers: max(1, workers), norms: make([]float32, k)}
 	if smallProduct(dim, k) {
-		a.local, a.rows = true, blasInline/(k*max(dim, 1))
+		a.rows = blasInline / (k * max(dim, 1))
 	} else {
 		// Blocks of about 8 MiB of scores (897 rows for 2337 centroids),
 		// half FAISS's 16 MiB tiles: on GloVe-341k sgemm plus scan ran
 		// 0-8% faster on ~1000-row blocks than on 224- or 4096-row ones.
 		a.rows = max(32, min(4096, (1<<21)/k))
 	}
-	n := 1
-	if a.local {
-		n = a.workers
-	}
-	a.bufs = make([][]float32, n)
-	for i := range a.bufs {
-		a.bufs[i] = make([]float32, a.rows*k)
-	}
+	a.bufs = make([][]float32, a.workers)
 	return a
 }
 
@@ -296,9 +280,8 @@ func (a *assigner) assign(v strided, cent []float32, metric faissio.Metric, labe
 		}
 	}
 	nblocks := (v.n + a.rows - 1) / a.rows
-	// scoreBlock scores rows [i0, i0+m) of v into buf; scan takes the
-	// arg-min of the block's rows [r0, r1).
-	scoreBlock := func(buf []float32, i0, m int) []float32 {
+	// block scores rows [i0, i0+m) of v into buf and takes their arg-mins.
+	block := func(buf []float32, i0, m int) {
 		dots := buf[:m*k]
 		alpha, beta := float32(-1), float32(0)
 		if l2 {
@@ -308,10 +291,7 @@ func (a *assigner) assign(v strided, cent []float32, metric faissio.Metric, labe
 			alpha, beta = -2, 1
 		}
 		sgemm(false, true, m, k, d, alpha, v.data[i0*v.stride:], v.stride, cent, d, beta, dots, k)
-		return dots
-	}
-	scan := func(dots []float32, i0, r0, r1 int) {
-		for i := r0; i < r1; i++ {
+		for i := 0; i < m; i++ {
 			best, bs := argmin(dots[i*k : (i+1)*k])
 			labels[i0+i] = int32(best)
 			if score != nil {
@@ -322,75 +302,40 @@ func (a *assigner) assign(v strided, cent []float32, metric faissio.Metric, labe
 			}
 		}
 	}
+	buf := func(w int) []float32 {
+		if a.bufs[w] == nil {
+			a.bufs[w] = make([]float32, min(a.rows, v.n)*k)
+		} else if len(a.bufs[w]) < min(a.rows, v.n)*k {
+			a.bufs[w] = make([]float32, min(a.rows, v.n)*k)
+		}
+		return a.bufs[w]
+	}
 	workers := min(a.workers, nblocks)
-	if a.local {
-		if workers <= 1 {
-			for b := 0; b < nblocks; b++ {
-				i0 := b * a.rows
-				m := min(a.rows, v.n-i0)
-				scan(scoreBlock(a.bufs[0], i0, m), i0, 0, m)
-			}
-			return
+	if workers <= 1 {
+		b0 := buf(0)
+		for b := 0; b < nblocks; b++ {
+			i0 := b * a.rows
+			block(b0, i0, min(a.rows, v.n-i0))
 		}
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func(buf []float32) {
-				defer wg.Done()
-				for {
-					b := int(next.Add(1) - 1)
-					if b >= nblocks {
-						return
-					}
-					i0 := b * a.rows
-					m := min(a.rows, v.n-i0)
-					scan(scoreBlock(buf, i0, m), i0, 0, m)
-				}
-			}(a.bufs[w])
-		}
-		wg.Wait()
 		return
 	}
-	for b := 0; b < nblocks; b++ {
-		i0 := b * a.rows
-		m := min(a.rows, v.n-i0)
-		dots := scoreBlock(a.bufs[0], i0, m)
-		chunk := max(1, (1<<14)/k) // rows claimed at a time
-		if a.workers <= 1 || m < 2*chunk {
-			scan(dots, i0, 0, m)
-			continue
-		}
-		// The caller and its helpers claim chunks of rows until none is
-		// left; the caller then waits only for chunks still being scanned.
-		// A helper that starts late (its thread busy elsewhere on a
-		// loaded machine) finds nothing left and never delays the block.
-		job := &scanJob{finished: make(chan struct{})}
-		run := func() {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(bw []float32) {
+			defer wg.Done()
 			for {
-				r0 := int(job.next.Add(int64(chunk)) - int64(chunk))
-				if r0 >= m {
+				b := int(next.Add(1) - 1)
+				if b >= nblocks {
 					return
 				}
-				r1 := min(r0+chunk, m)
-				scan(dots, i0, r0, r1)
-				if job.done.Add(int64(r1-r0)) == int64(m) {
-					close(job.finished)
-				}
+				i0 := b * a.rows
+				block(bw, i0, min(a.rows, v.n-i0))
 			}
-		}
-		for w := 1; w < a.workers; w++ {
-			go run()
-		}
-		run()
-		<-job.finished
+		}(buf(w))
 	}
-}
-
-// scanJob shares out the rows of one block among scanning goroutines.
-type scanJob struct {
-	next, done atomic.Int64  // rows claimed, rows scanned
-	finished   chan struct{} // closed when all rows are scanned
+	wg.Wait()
 }
 
 // argmin returns the index and value of the smallest element of row, the

@@ -76,6 +76,7 @@ func (m *Model) Validate() error {
 // the largest inner product, as FAISS's IndexFlatL2 / IndexFlatIP quantizer
 // assigns it.
 func (m *Model) Assign(x faissio.Matrix) []int64 {
+	defer serialBLAS()()
 	labels := make([]int32, x.Rows)
 	newAssigner(m.D, m.Nlist).assign(view(x), m.Centroids, m.Metric, labels, nil)
 	out := make([]int64, x.Rows)
@@ -89,6 +90,7 @@ func (m *Model) Assign(x faissio.Matrix) []int64 {
 // CodeSize bytes per row: the raw little-endian floats for IVFFlat, the
 // bit-packed PQ codes of the residual x - centroid[list] for IVFPQ.
 func (m *Model) Encode(x faissio.Matrix, lists []int64) []byte {
+	defer serialBLAS()()
 	cs := m.CodeSize()
 	codes := make([]byte, x.Rows*cs)
 	if m.M == 0 {
@@ -108,36 +110,22 @@ func (m *Model) Encode(x faissio.Matrix, lists []int64) []byte {
 // encodeIndices writes the M codeword indices of each row's residual into
 // idx (x.Rows*M), a block of rows at a time.
 //
-// When the sub-space products are small (see assigner) and there is no
-// EncodeWeight (whose refinement runs large BLAS products), goroutines own
-// the cores: each encodes whole blocks, residuals and all sub-spaces, with
-// its own single-threaded encoder, so they meet only at the end. A row's
-// codes depend on that row alone, so the result is the same for any number
-// of threads.
+// Goroutines own the cores (callers hold SerialBLAS): each encodes whole
+// blocks, residuals, every sub-space and the weighted refinement, with its
+// own encoder and single-threaded products, so they meet only at the end.
+// A row's codes depend on its block alone and blocks have a fixed size, so
+// the result is the same for any number of threads.
 func (m *Model) encodeIndices(x faissio.Matrix, lists []int64, idx []uint8) {
 	const block = 4096
 	nblocks := (x.Rows + block - 1) / block
 	workers := min(runtime.GOMAXPROCS(0), nblocks)
-	if m.EncodeWeight != nil || workers <= 1 || !smallProduct(m.Dsub(), m.Ksub()) {
-		res := make([]float32, min(block, x.Rows)*m.D)
-		enc := newPQEncoder(m, runtime.GOMAXPROCS(0))
-		for i0 := 0; i0 < x.Rows; i0 += block {
-			n := min(block, x.Rows-i0)
-			m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
-			enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
-			if m.EncodeWeight != nil {
-				enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], weightedPasses)
-			}
-		}
-		return
-	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := make([]float32, block*m.D)
+			res := make([]float32, min(block, x.Rows)*m.D)
 			enc := newPQEncoder(m, 1)
 			for {
 				b := int(next.Add(1) - 1)
@@ -148,6 +136,9 @@ func (m *Model) encodeIndices(x faissio.Matrix, lists []int64, idx []uint8) {
 				n := min(block, x.Rows-i0)
 				m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
 				enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
+				if m.EncodeWeight != nil {
+					enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], weightedPasses)
+				}
 			}
 		}()
 	}
@@ -285,6 +276,7 @@ func (e *pqEncoder) refineWeighted(u []float32, n int, idx []uint8, passes int) 
 // SecondMoment returns E[qqᵀ] over the rows of q, a D×D matrix, the
 // EncodeWeight that makes codes minimise the expected inner-product error.
 func SecondMoment(q faissio.Matrix) []float32 {
+	defer serialBLAS()()
 	d := q.Cols
 	w := make([]float32, d*d)
 	sgemm(true, false, d, d, q.Rows, 1/float32(q.Rows), q.Data, d, q.Data, d, 0, w, d)

@@ -292,14 +292,7 @@ func TestAssignSameForAnyThreadCount(t *testing.T) {
 			var ref []int32
 			var refScore []float32
 			for _, w := range []int{1, 2, 3} {
-				a := newAssigner(c.d, c.k)
-				a.workers = w
-				if a.local {
-					a.bufs = make([][]float32, w)
-					for i := range a.bufs {
-						a.bufs[i] = make([]float32, a.rows*c.k)
-					}
-				}
+				a := newAssignerThreads(c.d, c.k, w)
 				labels, score := make([]int32, c.n), make([]float32, c.n)
 				a.assign(view(x), cent, metric, labels, score)
 				if ref == nil {

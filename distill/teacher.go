@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -50,6 +51,7 @@ func dot(a, b []float32) float32 {
 // nil, names one document per query (its own row, for pseudo-queries drawn
 // from the documents; -1 for none) that must not be among its results.
 func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclude []int32) *Teacher {
+	defer serialBLAS()()
 	k = min(k, docs.Rows)
 	if exclude != nil {
 		// One document per query is barred: every result slot must still
@@ -65,30 +67,42 @@ func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 			norms[i] = dot(x, x)
 		}
 	}
+	// Goroutines own the cores (SerialBLAS): each takes blocks of queries in
+	// turn and scores them against every block of documents with its own
+	// single-threaded sgemm, then keeps each query's best. Block shapes do
+	// not depend on the number of workers, so neither do the scores.
 	const qBlock, dBlock = 256, 16384
-	dots := make([]float32, qBlock*min(dBlock, docs.Rows))
-	workers := runtime.GOMAXPROCS(0)
-	for q0 := 0; q0 < queries.Rows; q0 += qBlock {
-		nq := min(qBlock, queries.Rows-q0)
-		heaps := make([]topHeap, nq)
-		for d0 := 0; d0 < docs.Rows; d0 += dBlock {
-			nd := min(dBlock, docs.Rows-d0)
-			sgemm(false, true, nq, nd, docs.Cols, 1, queries.Data[q0*queries.Cols:], queries.Cols,
-				docs.Data[d0*docs.Cols:], docs.Cols, 0, dots, nd)
-			// Selection is plain Go; BLAS is idle here, so goroutines own the cores.
-			var wg sync.WaitGroup
-			for w := 0; w < workers; w++ {
-				wg.Add(1)
-				go func(w int) {
-					defer wg.Done()
-					for i := w; i < nq; i += workers {
+	nqb := (queries.Rows + qBlock - 1) / qBlock
+	workers := min(runtime.GOMAXPROCS(0), nqb)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dots := make([]float32, min(qBlock, queries.Rows)*min(dBlock, docs.Rows))
+			heaps := make([]topHeap, qBlock)
+			for {
+				b := int(next.Add(1) - 1)
+				if b >= nqb {
+					return
+				}
+				q0 := b * qBlock
+				nq := min(qBlock, queries.Rows-q0)
+				for i := range heaps[:nq] {
+					heaps[i].s = heaps[i].s[:0]
+				}
+				for d0 := 0; d0 < docs.Rows; d0 += dBlock {
+					nd := min(dBlock, docs.Rows-d0)
+					sgemm(false, true, nq, nd, docs.Cols, 1, queries.Data[q0*queries.Cols:], queries.Cols,
+						docs.Data[d0*docs.Cols:], docs.Cols, 0, dots, nd)
+					for i := 0; i < nq; i++ {
 						h := &heaps[i]
 						ex := int32(-1)
 						if exclude != nil {
 							ex = exclude[q0+i]
 						}
-						row := dots[i*nd : (i+1)*nd]
-						for j, s := range row {
+						for j, s := range dots[i*nd : (i+1)*nd] {
 							if norms != nil {
 								s = 2*s - norms[d0+j]
 							}
@@ -103,26 +117,26 @@ func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 							}
 						}
 					}
-				}(w)
+				}
+				for i := 0; i < nq; i++ {
+					h := &heaps[i]
+					var qn float32
+					if norms != nil {
+						q := queries.Row(q0 + i)
+						qn = dot(q, q)
+					}
+					for r := len(h.s) - 1; r >= 0; r-- {
+						e := heap.Pop(h).(entry)
+						t.IDs[(q0+i)*k+r] = e.id
+						// For L2 the kept score is 2<q,x> - ||x||^2; the
+						// true -||q-x||^2 subtracts ||q||^2.
+						t.Scores[(q0+i)*k+r] = e.s - qn
+					}
+				}
 			}
-			wg.Wait()
-		}
-		for i := range heaps {
-			h := &heaps[i]
-			var qn float32
-			if norms != nil {
-				q := queries.Row(q0 + i)
-				qn = dot(q, q)
-			}
-			for r := len(h.s) - 1; r >= 0; r-- {
-				e := heap.Pop(h).(entry)
-				t.IDs[(q0+i)*k+r] = e.id
-				// For L2 the kept score is 2<q,x> - ||x||^2; the true
-				// -||q-x||^2 subtracts ||q||^2.
-				t.Scores[(q0+i)*k+r] = e.s - qn
-			}
-		}
+		}()
 	}
+	wg.Wait()
 	return t
 }
 

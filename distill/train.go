@@ -79,6 +79,7 @@ func (c Config) progress(phase string) func(done, total int) {
 //
 // It stops with ctx's error when ctx is cancelled.
 func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, error) {
+	defer serialBLAS()()
 	if err := cfg.Check(docs.Rows, docs.Cols); err != nil {
 		return nil, err
 	}
