@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +22,18 @@ import (
 
 	"github.com/distillvq/distillvq/faissio"
 )
+
+// The benchmark report (make bench) has these sections. DISTILLVQ_BENCH_ONLY
+// (make bench ONLY=...) names the ones to run, comma-separated; without it
+// every section whose data is there runs. A section named there whose data
+// is missing is an error.
+//
+//	glove20k   the embedded set (testdata/glove20k)
+//	siftsmall  ../../shared/data/siftsmall, when present
+//	glove100k  GloVe 100k and its cosine copy (DISTILLVQ_BENCH_GLOVE)
+//	glove341k  every GloVe word, phase by phase against FAISS (DISTILLVQ_BENCH_GLOVE341K)
+//	large      1M x 768 float16 within 3 GiB (DISTILLVQ_BENCH_LARGE)
+var benchSections = []string{"glove20k", "siftsmall", "glove100k", "glove341k", "large"}
 
 // benchBuild is one `distillvq build` of a benchmark case.
 type benchBuild struct {
@@ -28,6 +43,7 @@ type benchBuild struct {
 
 // benchCase is one data set with the builds compared on it.
 type benchCase struct {
+	Section      string       `json:"section"`
 	Data         string       `json:"data"`
 	Docs         string       `json:"docs"`
 	Queries      string       `json:"queries"`
@@ -42,6 +58,7 @@ type benchRun struct {
 	Case    string        `json:"case"`
 	Build   string        `json:"build"`
 	Wall    time.Duration `json:"wall_ns"`
+	CPU     time.Duration `json:"cpu_ns"`
 	MaxRSS  int64         `json:"max_rss_bytes"`
 	Report  BuildReport   `json:"report"`
 	Recall  []float64     `json:"recall_at_10"`
@@ -50,36 +67,130 @@ type benchRun struct {
 	Default int           `json:"nprobe_nlist_16"`
 }
 
+// benchReport is everything out/bench.json holds.
+type benchReport struct {
+	Machine   benchMachine  `json:"machine"`
+	Sections  []string      `json:"sections"`
+	Skipped   []string      `json:"skipped,omitempty"`
+	Cases     []benchCase   `json:"cases"`
+	Runs      []benchRun    `json:"runs"`
+	GloVe341k *phaseSection `json:"glove341k,omitempty"`
+	Targets   []benchTarget `json:"targets"`
+}
+
 // TestBenchReport builds each case's indexes, each in its own process so time
 // and peak memory are the process's own, measures recall against exact
 // search, and writes out/bench.md and out/bench.json with ratios against
-// FAISS's own train+add of the same parameters in the same run. It runs only
-// under `make bench` (DISTILLVQ_BENCH=1): it times, it asserts nothing about
-// speed.
+// FAISS's own train+add of the same parameters in the same run. On
+// GloVe-341k it also times each phase of the build against FAISS's own
+// (testdata/phase_times.py). It runs only under `make bench`
+// (DISTILLVQ_BENCH=1): it times, it asserts nothing about speed.
 func TestBenchReport(t *testing.T) {
 	if os.Getenv("DISTILLVQ_BENCH") == "" {
 		t.Skip("set DISTILLVQ_BENCH=1 (make bench) to run the benchmark report")
 	}
+	rep := &benchReport{}
+	want := benchSelection(t, rep)
 	bin := filepath.Join(t.TempDir(), "distillvq")
 	if out, err := exec.Command("go", "build", "-o", bin, "./distillvq").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	rep.Machine = probeMachine(bin, want("glove341k"))
 	dir := t.TempDir()
+	rep.Cases = benchCases(t, dir, want)
+	for _, c := range rep.Cases {
+		rep.Runs = append(rep.Runs, runBenchCase(t, bin, dir, c)...)
+	}
+	if want("glove341k") {
+		g := os.Getenv("DISTILLVQ_BENCH_GLOVE341K")
+		s := phaseSpec{
+			Section: "glove341k", Title: "GloVe-341k", Docs: g + "/docs.npy", Queries: g + "/queries.npy",
+			Metric: "ip", M: 25, Nbits: 8, Niter: 25, Seed: 1234, Rounds: 1,
+		}
+		if _, err := os.Stat(g + "/train-queries.npy"); err == nil {
+			s.TrainQueries = g + "/train-queries.npy"
+		}
+		if r := os.Getenv("DISTILLVQ_BENCH_ROUNDS"); r != "" {
+			n, err := strconv.Atoi(r)
+			if err != nil || n < 1 {
+				t.Fatalf("DISTILLVQ_BENCH_ROUNDS=%q: want a count >= 1", r)
+			}
+			s.Rounds = n
+		}
+		rep.GloVe341k = runPhaseSection(t, bin, dir, s)
+	}
+	rep.Machine.End = time.Now().UTC().Format(time.RFC3339)
+	rep.Machine.LoadEnd = loadAverage()
+	rep.Targets = benchTargets(rep)
+	writeBenchReport(t, rep)
+}
+
+// benchSelection reads DISTILLVQ_BENCH_ONLY and checks that every section
+// asked for has its data; it returns whether a section is to run.
+func benchSelection(t *testing.T, rep *benchReport) func(string) bool {
+	t.Helper()
+	have := map[string]bool{
+		"glove20k":  true,
+		"siftsmall": haveSift(),
+		"glove100k": os.Getenv("DISTILLVQ_BENCH_GLOVE") != "",
+		"glove341k": os.Getenv("DISTILLVQ_BENCH_GLOVE341K") != "",
+		"large":     os.Getenv("DISTILLVQ_BENCH_LARGE") != "",
+	}
+	need := map[string]string{
+		"siftsmall": siftDir + " (siftsmall_base.fvecs)",
+		"glove100k": "DISTILLVQ_BENCH_GLOVE (make bench converts it)",
+		"glove341k": "DISTILLVQ_BENCH_GLOVE341K (make bench converts it)",
+		"large":     "DISTILLVQ_BENCH_LARGE (make bench LARGE=1)",
+	}
+	only := map[string]bool{}
+	if s := os.Getenv("DISTILLVQ_BENCH_ONLY"); s != "" {
+		for _, name := range strings.Split(s, ",") {
+			name = strings.ToLower(strings.TrimSpace(name))
+			if name == "" {
+				continue
+			}
+			if !slices.Contains(benchSections, name) {
+				t.Fatalf("DISTILLVQ_BENCH_ONLY: unknown section %q (want some of %s)", name, strings.Join(benchSections, ","))
+			}
+			if !have[name] {
+				t.Fatalf("DISTILLVQ_BENCH_ONLY names %s, but its data is missing: %s", name, need[name])
+			}
+			only[name] = true
+		}
+	}
+	for _, s := range benchSections {
+		switch {
+		case len(only) > 0 && !only[s]:
+			rep.Skipped = append(rep.Skipped, s+" (not in DISTILLVQ_BENCH_ONLY)")
+		case !have[s]:
+			rep.Skipped = append(rep.Skipped, s+" (no data: "+need[s]+")")
+		default:
+			rep.Sections = append(rep.Sections, s)
+		}
+	}
+	return func(s string) bool { return slices.Contains(rep.Sections, s) }
+}
+
+// benchCases lists the whole-build comparisons of the sections that run.
+func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 	pq := func(m int) []string { return []string{"--index", "ivfpq", "--m", fmt.Sprint(m)} }
 	with := func(a []string, b ...string) []string { return append(append([]string{}, a...), b...) }
-	cases := []benchCase{{
-		Data: "glove20k", Docs: gloveDocs, Queries: gloveQ, TrainQueries: gloveDir + "/train-queries.npy", Metric: "ip", Nlist: 128,
-		Builds: []benchBuild{
-			{"FAISS IVFPQ", with(pq(20), "--train", "faiss")},
-			{"k-means IVFPQ", with(pq(20), "--train", "kmeans")},
-			{"distilled IVFPQ", with(pq(20), "--train", "distill")},
-			{"FAISS IVFFlat", []string{"--index", "ivfflat", "--train", "faiss"}},
-			{"k-means IVFFlat", []string{"--index", "ivfflat", "--train", "kmeans"}},
-		},
-	}}
-	if haveSift() {
+	var cases []benchCase
+	if want("glove20k") {
 		cases = append(cases, benchCase{
-			Data: "siftsmall", Docs: siftDir + "/siftsmall_base.fvecs", Queries: siftDir + "/siftsmall_query.fvecs", Metric: "l2", Nlist: 64,
+			Section: "glove20k", Data: "glove20k", Docs: gloveDocs, Queries: gloveQ, TrainQueries: gloveDir + "/train-queries.npy", Metric: "ip", Nlist: 128,
+			Builds: []benchBuild{
+				{"FAISS IVFPQ", with(pq(20), "--train", "faiss")},
+				{"k-means IVFPQ", with(pq(20), "--train", "kmeans")},
+				{"distilled IVFPQ", with(pq(20), "--train", "distill")},
+				{"FAISS IVFFlat", []string{"--index", "ivfflat", "--train", "faiss"}},
+				{"k-means IVFFlat", []string{"--index", "ivfflat", "--train", "kmeans"}},
+			},
+		})
+	}
+	if want("siftsmall") {
+		cases = append(cases, benchCase{
+			Section: "siftsmall", Data: "siftsmall", Docs: siftDir + "/siftsmall_base.fvecs", Queries: siftDir + "/siftsmall_query.fvecs", Metric: "l2", Nlist: 64,
 			Builds: []benchBuild{
 				{"FAISS IVFPQ", with(pq(16), "--train", "faiss")},
 				{"k-means IVFPQ", with(pq(16), "--train", "kmeans")},
@@ -91,8 +202,9 @@ func TestBenchReport(t *testing.T) {
 	}
 	// GloVe 100k made by testdata/glove.py (make bench does it): the issue's
 	// setting, raw vectors with inner product and cosine-normalised.
-	if g := os.Getenv("DISTILLVQ_BENCH_GLOVE"); g != "" {
-		gl := benchCase{Data: "GloVe 100k", Docs: g + "/docs.npy", Queries: g + "/queries.npy", TrainQueries: g + "/train-queries.npy", Metric: "ip", Nlist: 256,
+	if want("glove100k") {
+		g := os.Getenv("DISTILLVQ_BENCH_GLOVE")
+		gl := benchCase{Section: "glove100k", Data: "GloVe 100k", Docs: g + "/docs.npy", Queries: g + "/queries.npy", TrainQueries: g + "/train-queries.npy", Metric: "ip", Nlist: 256,
 			Builds: []benchBuild{
 				{"FAISS IVFPQ", with(pq(20), "--train", "faiss")},
 				{"k-means IVFPQ", with(pq(20), "--train", "kmeans")},
@@ -102,71 +214,121 @@ func TestBenchReport(t *testing.T) {
 				{"k-means IVFFlat", []string{"--index", "ivfflat", "--train", "kmeans"}},
 				{"distilled IVFFlat", []string{"--index", "ivfflat", "--train", "distill"}},
 			}}
-		cos := benchCase{Data: "GloVe 100k cosine", Metric: "ip", Nlist: 256, Builds: []benchBuild{
+		cos := benchCase{Section: "glove100k", Data: "GloVe 100k cosine", Metric: "ip", Nlist: 256, Builds: []benchBuild{
 			{"FAISS IVFPQ", with(pq(20), "--train", "faiss")},
 			{"distilled IVFPQ", with(pq(20), "--train", "distill")},
 		}}
 		cos.Docs, cos.Queries, cos.TrainQueries = normalised(t, dir, gl.Docs), normalised(t, dir, gl.Queries), normalised(t, dir, gl.TrainQueries)
 		cases = append(cases, gl, cos)
 	}
-
 	// 1M x 768 float16 shards made by testdata/synthetic.py (make bench
 	// LARGE=1): the scale target, built within 3 GiB.
-	if l := os.Getenv("DISTILLVQ_BENCH_LARGE"); l != "" {
+	if want("large") {
+		l := os.Getenv("DISTILLVQ_BENCH_LARGE")
 		mem := []string{"--max-memory", "3GiB", "--train-size", "262144"}
-		cases = append(cases, benchCase{Data: "synthetic 1M x 768 float16", Docs: l + "/docs", Queries: l + "/queries.npy", Metric: "l2", Nlist: 4096,
+		cases = append(cases, benchCase{Section: "large", Data: largeCase, Docs: l + "/docs", Queries: l + "/queries.npy", Metric: "l2", Nlist: 4096,
 			Builds: []benchBuild{
 				{"k-means IVFPQ (3 GiB)", with(pq(64), with(mem, "--train", "kmeans")...)},
 				{"distilled IVFPQ (3 GiB)", with(pq(64), with(mem, "--train", "distill", "--epochs", "2")...)},
 			}})
 	}
+	return cases
+}
 
+const largeCase = "synthetic 1M x 768 float16"
+
+// runBenchCase builds each of the case's indexes in its own process and
+// measures its recall.
+func runBenchCase(t *testing.T, bin, dir string, c benchCase) []benchRun {
+	np16 := max(1, c.Nlist/16)
+	nprobes := capNprobes(slices.Sorted(maps.Keys(map[int]bool{1: true, 4: true, np16: true, 4 * np16: true})), c.Nlist)
 	var runs []benchRun
-	for _, c := range cases {
-		np16 := max(1, c.Nlist/16)
-		nprobes := capNprobes(slices.Sorted(maps.Keys(map[int]bool{1: true, 4: true, np16: true, 4 * np16: true})), c.Nlist)
-		for i, b := range c.Builds {
-			out := filepath.Join(dir, fmt.Sprintf("%d.faiss", i))
-			rep := filepath.Join(dir, fmt.Sprintf("%d.json", i))
-			args := with([]string{"build", "--docs", c.Docs, "--metric", c.Metric, "--nlist", fmt.Sprint(c.Nlist), "-o", out, "--report-json", rep}, b.Args...)
-			if c.TrainQueries != "" && strings.Contains(strings.Join(b.Args, " "), "distill") {
-				args = append(args, "--queries", c.TrainQueries)
-			}
-			cmd := exec.Command(bin, args...)
-			var output strings.Builder
-			cmd.Stdout, cmd.Stderr = &output, &output
-			t0 := time.Now()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			peak := watchPeakRSS(cmd.Process.Pid)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, output.String())
-			}
-			r := benchRun{Case: c.Data, Build: b.Name, Wall: time.Since(t0), Nprobe: nprobes, Default: np16, MaxRSS: peak()}
-			data, err := os.ReadFile(rep)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(data, &r.Report); err != nil {
-				t.Fatal(err)
-			}
-			ev, err := Eval(context.Background(), EvalOptions{Docs: c.Docs, Queries: c.Queries, Indexes: []string{out}, Ks: []int{10, 100},
-				Nprobes: nprobes, NoCache: true}, io.Discard, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range ev.Indexes[0].Points {
-				r.Recall = append(r.Recall, p.KRecall[10])
-				if p.Nprobe == np16 {
-					r.R100 = p.KRecall[100]
-				}
-			}
-			runs = append(runs, r)
-			t.Logf("%s %s: train %.1fs, wall %.1fs, R10@10 %v", c.Data, b.Name, r.Report.Fit.Seconds(), r.Wall.Seconds(), recalls(r.Recall))
+	for i, b := range c.Builds {
+		out := filepath.Join(dir, fmt.Sprintf("%d.faiss", i))
+		rep := filepath.Join(dir, fmt.Sprintf("%d.json", i))
+		args := append([]string{"build", "--docs", c.Docs, "--metric", c.Metric, "--nlist", fmt.Sprint(c.Nlist), "-o", out, "--report-json", rep}, b.Args...)
+		if c.TrainQueries != "" && strings.Contains(strings.Join(b.Args, " "), "distill") {
+			args = append(args, "--queries", c.TrainQueries)
 		}
+		p, _ := runBenchProc(t, nil, bin, args...)
+		r := benchRun{Case: c.Data, Build: b.Name, Wall: p.Wall, CPU: p.CPU, Nprobe: nprobes, Default: np16, MaxRSS: p.MaxRSS}
+		readBuildReport(t, rep, &r.Report)
+		ev, err := Eval(context.Background(), EvalOptions{Docs: c.Docs, Queries: c.Queries, Indexes: []string{out}, Ks: []int{10, 100},
+			Nprobes: nprobes, NoCache: true}, io.Discard, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ev.Indexes[0].Points {
+			r.Recall = append(r.Recall, p.KRecall[10])
+			if p.Nprobe == np16 {
+				r.R100 = p.KRecall[100]
+			}
+		}
+		runs = append(runs, r)
+		t.Logf("%s %s: train %.1fs, wall %.1fs, R10@10 %v", c.Data, b.Name, r.Report.Fit.Seconds(), r.Wall.Seconds(), recalls(r.Recall))
 	}
-	writeBenchReport(t, cases, runs)
+	return runs
+}
+
+func readBuildReport(t *testing.T, path string, r *BuildReport) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, r); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// benchProc is one child process measured from outside.
+type benchProc struct {
+	// Threads are the thread variables it was given (nil: the test's own
+	// environment, unchanged).
+	Threads []string      `json:"threads,omitempty"`
+	Wall    time.Duration `json:"wall_ns"`
+	CPU     time.Duration `json:"cpu_ns"` // user + system, every thread
+	MaxRSS  int64         `json:"max_rss_bytes"`
+	// Load1 is the 1-minute load average just before and just after.
+	Load1 [2]float64 `json:"load1_before_after"`
+}
+
+// threadVars are the variables that set FAISS's and OpenBLAS's threads.
+var threadVars = []string{"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_THREAD_LIMIT"}
+
+// runBenchProc runs a command, watching its peak resident set, and returns
+// its measures and standard output; a failure fails the test. With threads
+// not nil the child gets the test's environment without any thread
+// variable, plus threads (so an empty slice means each library's default).
+func runBenchProc(t *testing.T, threads []string, name string, args ...string) (benchProc, []byte) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if threads != nil {
+		for _, kv := range os.Environ() {
+			if k, _, _ := strings.Cut(kv, "="); !slices.Contains(threadVars, k) {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, threads...)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	p := benchProc{Threads: threads}
+	p.Load1[0] = loadAverage()[0]
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	peak := watchPeakRSS(cmd.Process.Pid)
+	err := cmd.Wait()
+	p.Wall = time.Since(t0)
+	p.MaxRSS = peak()
+	p.Load1[1] = loadAverage()[0]
+	if err != nil {
+		t.Fatalf("%s %s %s: %v\n%s\n%s", strings.Join(threads, " "), name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	p.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return p, stdout.Bytes()
 }
 
 // watchPeakRSS samples the process's VmHWM (its own peak resident set) every
@@ -202,6 +364,513 @@ func watchPeakRSS(pid int) func() int64 {
 		<-done
 		return peak.Load()
 	}
+}
+
+// loadAverage is /proc/loadavg's 1, 5 and 15-minute figures.
+func loadAverage() []float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	var l []float64
+	for _, f := range strings.Fields(string(b))[:3] {
+		v, _ := strconv.ParseFloat(f, 64)
+		l = append(l, v)
+	}
+	return l
+}
+
+// benchMachine describes where the report was measured.
+type benchMachine struct {
+	Host     string   `json:"host"`
+	CPUModel string   `json:"cpu_model"`
+	CPUFlags []string `json:"cpu_flags"` // the vector extensions the kernels may use
+	CPUs     int      `json:"cpus"`
+	MemTotal int64    `json:"mem_total_bytes"`
+	Kernel   string   `json:"kernel"`
+	Go       string   `json:"go"`
+	// Packages are the Debian packages FAISS and OpenBLAS come from (the
+	// cgo build links libfaiss-dev's static archive).
+	Packages map[string]string `json:"packages"`
+	// CgoLibs are the shared libraries of the distillvq binary that do the
+	// arithmetic (OpenBLAS, LAPACK, OpenMP).
+	CgoLibs []string `json:"cgo_libraries"`
+	// PythonFAISS is testdata/phase_times.py --versions: Python FAISS and
+	// the OpenBLAS it loads.
+	PythonFAISS json.RawMessage `json:"python_faiss,omitempty"`
+	Start       string          `json:"start"`
+	End         string          `json:"end"`
+	LoadStart   []float64       `json:"loadavg_start"`
+	LoadEnd     []float64       `json:"loadavg_end"`
+}
+
+// probeMachine gathers the machine section. Nothing here fails the test:
+// what cannot be read is left out. python says Python FAISS is needed (the
+// phase comparison), so its absence is reported in the section.
+func probeMachine(bin string, python bool) benchMachine {
+	m := benchMachine{CPUs: runtime.NumCPU(), Go: runtime.Version(), Packages: map[string]string{},
+		Start: time.Now().UTC().Format(time.RFC3339), LoadStart: loadAverage()}
+	m.Host, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			if k == "model name" && m.CPUModel == "" {
+				m.CPUModel = v
+			}
+			if k == "flags" && m.CPUFlags == nil {
+				flags := strings.Fields(v)
+				m.CPUFlags = []string{}
+				for _, f := range []string{"avx2", "fma", "avx512f", "avx512bw", "avx512vl"} {
+					if slices.Contains(flags, f) {
+						m.CPUFlags = append(m.CPUFlags, f)
+					}
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				var kb int64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				m.MemTotal = kb << 10
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	out, _ := exec.Command("dpkg-query", "-W", "-f", "${Package}\t${Version}\n",
+		"libfaiss-dev", "python3-faiss", "libopenblas0-pthread", "libopenblas0-openmp", "libopenblas0-serial", "python3-numpy").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if p, v, ok := strings.Cut(line, "\t"); ok && v != "" {
+			m.Packages[p] = v
+		}
+	}
+	out, _ = exec.Command("ldd", bin).Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if l := strings.TrimSpace(line); strings.Contains(l, "blas") || strings.Contains(l, "lapack") || strings.Contains(l, "omp") || strings.Contains(l, "faiss") {
+			if _, target, ok := strings.Cut(l, "=> "); ok {
+				l = strings.Fields(target)[0]
+			}
+			m.CgoLibs = append(m.CgoLibs, l)
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(benchPython, phaseTimesScript, "--versions")
+	cmd.Stderr = &stderr
+	if out, err := cmd.Output(); err == nil && json.Valid(out) {
+		m.PythonFAISS = out
+	} else if python {
+		msg, _ := json.Marshal(map[string]string{"error": fmt.Sprintf("%v: %s", err, strings.TrimSpace(stderr.String()))})
+		m.PythonFAISS = msg
+	}
+	return m
+}
+
+const (
+	benchPython      = "/usr/bin/python3"
+	phaseTimesScript = "../testdata/phase_times.py"
+)
+
+// phaseSpec is a phase-by-phase comparison with FAISS: the data and the
+// index parameters both sides use.
+type phaseSpec struct {
+	Section string `json:"section"`
+	Title   string `json:"title"`
+	Docs    string `json:"docs"`
+	Queries string `json:"queries"`
+	// TrainQueries are distillation's training queries; empty means
+	// pseudo-queries drawn from the documents.
+	TrainQueries string `json:"train_queries,omitempty"`
+	Metric       string `json:"metric"`
+	N            int    `json:"n"`
+	D            int    `json:"d"`
+	Nlist        int    `json:"nlist"`
+	M            int    `json:"m"`
+	Nbits        int    `json:"nbits"`
+	Niter        int    `json:"niter"`
+	Seed         uint64 `json:"seed"`
+	// KMeansSample and PQSample are the training sample sizes, FAISS's
+	// rules for both sides: min(n, 256 nlist) and min(n, 256 * 2^nbits).
+	KMeansSample int `json:"kmeans_sample"`
+	PQSample     int `json:"pq_sample"`
+	// Rounds is how many times each phase measurement (FAISS in every
+	// thread configuration, ours) is repeated; the fastest counts.
+	Rounds int `json:"rounds"`
+}
+
+// faissThreadConfigs are FAISS's thread settings tried: on a 2-core machine
+// OpenMP with 2 threads is always slower (distill/SPEED.md), and OpenBLAS's
+// 1 or 2 wins depending on the phase and the load.
+var faissThreadConfigs = []struct{ OMP, BLAS int }{{1, 1}, {1, 2}}
+
+func threadLabel(omp, blas int) string { return fmt.Sprintf("OMP %d / BLAS %d", omp, blas) }
+
+// phaseTimes is testdata/phase_times.py's output for one configuration.
+type phaseTimes struct {
+	FAISS        string             `json:"faiss"`
+	N            int                `json:"n"`
+	D            int                `json:"d"`
+	KMeansSample int                `json:"kmeans_sample"`
+	PQSample     int                `json:"pq_sample"`
+	Seconds      map[string]float64 `json:"seconds"`
+	CPUSeconds   map[string]float64 `json:"cpu_seconds"`
+	RSSHWM       map[string]int64   `json:"rss_hwm_bytes"`
+	OpenBLAS     map[string]any     `json:"openblas"`
+	LoadAvg      []float64          `json:"loadavg"`
+}
+
+// faissPhaseRun is one run of phase_times.py in one thread configuration.
+type faissPhaseRun struct {
+	Round   int        `json:"round"`
+	Config  string     `json:"config"`
+	Process benchProc  `json:"process"`
+	Times   phaseTimes `json:"phase_times"`
+}
+
+// phaseBuild is one `distillvq build` of the phase comparison.
+type phaseBuild struct {
+	Label   string      `json:"label"`
+	Round   int         `json:"round,omitempty"`
+	Config  string      `json:"config"`
+	Args    []string    `json:"args"`
+	Process benchProc   `json:"process"`
+	Report  BuildReport `json:"report"`
+	output  string
+}
+
+// phaseRow compares one training phase: ours against FAISS's fastest
+// configuration, same data, parameters and samples.
+type phaseRow struct {
+	Phase string `json:"phase"`
+	// What each side's figure covers.
+	OursScope  string  `json:"ours_scope"`
+	FAISSScope string  `json:"faiss_scope"`
+	Ours       float64 `json:"ours_s"` // fastest round
+	// FAISSByConfig is the fastest round of each thread configuration.
+	FAISSByConfig map[string]float64 `json:"faiss_s_by_config"`
+	FAISS         float64            `json:"faiss_best_s"`
+	FAISSConfig   string             `json:"faiss_best_config"`
+	Ratio         float64            `json:"ratio_ours_over_faiss"`
+	// Peak resident sets: ours is the build process's whole peak; FAISS's
+	// the phase_times.py process's peak at the end of the phase, in the
+	// best configuration.
+	OursRSS  int64 `json:"ours_peak_rss_bytes"`
+	FAISSRSS int64 `json:"faiss_peak_rss_bytes"`
+}
+
+// epochRow is one epoch of the distillation.
+type epochRow struct {
+	Epoch     int     `json:"epoch"`
+	Seconds   float64 `json:"seconds"`
+	Elapsed   float64 `json:"elapsed_s"`
+	LossPQ    float64 `json:"loss_pq"`
+	LossIVF   float64 `json:"loss_ivf"`
+	ValRecall float64 `json:"val_recall"`
+}
+
+// distillSummary is the distillation's cost against FAISS's whole
+// train+add, and what it buys.
+type distillSummary struct {
+	TrainingQueries string     `json:"training_queries"`
+	KMeansInit      float64    `json:"kmeans_init_s"` // our k-means start (IVF + PQ)
+	Distill         float64    `json:"distill_s"`     // teacher, epochs, validation
+	Setup           float64    `json:"setup_s"`       // distill_s outside the epochs
+	Epochs          []epochRow `json:"epochs"`
+	EpochMean       float64    `json:"epoch_mean_s"`
+	// The baseline: FAISS's train+add through cgo, fastest configuration.
+	FAISSTrainAdd float64 `json:"faiss_train_add_s"`
+	FAISSConfig   string  `json:"faiss_config"`
+	// DistillOverFAISS = distill_s / FAISS's train+add (the target: <= 3);
+	// ExtraOverFAISS = (our distilled build's train+add - FAISS's) / FAISS's.
+	DistillOverFAISS float64 `json:"distill_over_faiss_train_add"`
+	ExtraOverFAISS   float64 `json:"extra_train_add_over_faiss"`
+	// WallOverFAISS = the distilled build's process wall / FAISS's
+	// train+add+write.
+	WallOverFAISS float64 `json:"build_wall_over_faiss_train_add_write"`
+	// RecallGain is R10@10 distilled - FAISS at nprobe nlist/16.
+	RecallGain float64 `json:"recall_gain_at_nlist_16"`
+}
+
+// recallRow is one index's recall at each nprobe of its recall table.
+type recallRow struct {
+	Index string    `json:"index"`
+	R10   []float64 `json:"recall_10_at_10"`
+	R100  []float64 `json:"recall_100_at_100"`
+}
+
+type recallTable struct {
+	Nprobe  []int       `json:"nprobe"`
+	Default int         `json:"nprobe_nlist_16"`
+	Rows    []recallRow `json:"rows"`
+}
+
+// phaseSection is the report's phase-by-phase comparison on one data set.
+type phaseSection struct {
+	Spec        phaseSpec       `json:"parameters"`
+	FAISSPhases []faissPhaseRun `json:"faiss_phase_runs"`
+	Ours        []phaseBuild    `json:"ours_kmeans_builds"`
+	FAISSBuilds []phaseBuild    `json:"faiss_builds"`
+	Distilled   phaseBuild      `json:"distill_build"`
+	Phases      []phaseRow      `json:"phases"`
+	Distill     distillSummary  `json:"distillation"`
+	Recall      recallTable     `json:"recall"`
+}
+
+// runPhaseSection times FAISS's training phases (testdata/phase_times.py,
+// each thread configuration in its own process) and ours (build --train
+// kmeans) in alternation, then FAISS's whole build through cgo in each
+// configuration and our distilled build, and measures the three indexes'
+// recall.
+func runPhaseSection(t *testing.T, bin, dir string, s phaseSpec) *phaseSection {
+	t.Helper()
+	src, err := faissio.OpenSource(s.Docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.N, s.D = src.Rows, src.Cols
+	if s.Nlist == 0 {
+		s.Nlist = DefaultNlist(s.N)
+	}
+	s.KMeansSample, s.PQSample = min(s.N, 256*s.Nlist), min(s.N, 256<<s.Nbits)
+	if s.Section == "glove341k" && s.N != 341479 {
+		// Not the converted set of every word (a smaller one, while
+		// developing): say so wherever the title shows.
+		s.Title = fmt.Sprintf("%s section on %d x %d vectors", s.Section, s.N, s.D)
+	}
+	sec := &phaseSection{Spec: s}
+	common := []string{"build", "--docs", s.Docs, "--metric", s.Metric, "--index", "ivfpq", "--nlist", fmt.Sprint(s.Nlist),
+		"--m", fmt.Sprint(s.M), "--nbits", fmt.Sprint(s.Nbits), "--niter", fmt.Sprint(s.Niter), "--seed", fmt.Sprint(s.Seed)}
+	build := func(label string, round int, threads []string, train string, extra ...string) phaseBuild {
+		name := s.Section + "-" + strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '-'
+		}, strings.ToLower(label))
+		out, rep := filepath.Join(dir, name+".faiss"), filepath.Join(dir, name+".json")
+		args := append(append(slices.Clone(common), "--train", train, "-o", out, "--report-json", rep), extra...)
+		b := phaseBuild{Label: label, Round: round, Config: "defaults", Args: args, output: out}
+		if len(threads) > 0 {
+			b.Config = strings.Join(threads, " ")
+		}
+		b.Process, _ = runBenchProc(t, threads, bin, args...)
+		readBuildReport(t, rep, &b.Report)
+		r := b.Report
+		t.Logf("%s %s (%s): ivf k-means %.1fs, pq %.1fs, distill %.1fs, train %.1fs, add %.1fs, write %.1fs, wall %.1fs, peak RSS %.0f MiB, load %.1f",
+			s.Title, label, b.Config, r.IVFKMeans.Seconds(), r.PQTrain.Seconds(), r.Distill.Seconds(), r.Fit.Seconds(), r.Add.Seconds(),
+			r.Write.Seconds(), b.Process.Wall.Seconds(), mib(b.Process.MaxRSS), b.Process.Load1[0])
+		return b
+	}
+	py := []string{phaseTimesScript, "--docs", s.Docs, "--nlist", fmt.Sprint(s.Nlist), "--m", fmt.Sprint(s.M),
+		"--nbits", fmt.Sprint(s.Nbits), "--niter", fmt.Sprint(s.Niter), "--seed", fmt.Sprint(s.Seed), "--metric", s.Metric}
+	faissPhases := func(round, omp, blas int) {
+		threads := []string{fmt.Sprintf("OMP_NUM_THREADS=%d", omp), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", blas)}
+		p, out := runBenchProc(t, threads, benchPython, py...)
+		r := faissPhaseRun{Round: round, Config: threadLabel(omp, blas), Process: p}
+		if err := json.Unmarshal(out, &r.Times); err != nil {
+			t.Fatalf("phase_times.py output: %v\n%s", err, out)
+		}
+		if r.Times.KMeansSample != s.KMeansSample || r.Times.PQSample != s.PQSample {
+			t.Fatalf("FAISS trained on %d / %d points, ours on %d / %d", r.Times.KMeansSample, r.Times.PQSample, s.KMeansSample, s.PQSample)
+		}
+		sec.FAISSPhases = append(sec.FAISSPhases, r)
+		t.Logf("%s FAISS phases (%s): %v, wall %.1fs, peak RSS %.0f MiB, load %.1f", s.Title, r.Config, r.Times.Seconds,
+			p.Wall.Seconds(), mib(p.MaxRSS), p.Load1[0])
+	}
+
+	// 1 and 2: the phases, FAISS and ours alternating, so that a change in
+	// the machine's load falls on both sides.
+	for round := 1; round <= s.Rounds; round++ {
+		for i, c := range faissThreadConfigs {
+			faissPhases(round, c.OMP, c.BLAS)
+			if i == 0 {
+				b := build("k-means IVFPQ", round, []string{}, "kmeans")
+				if b.Report.TrainRows != s.KMeansSample {
+					t.Fatalf("our k-means trained on %d rows, FAISS's on %d (a --max-memory plan?)", b.Report.TrainRows, s.KMeansSample)
+				}
+				sec.Ours = append(sec.Ours, b)
+			}
+		}
+	}
+	// 3: FAISS's whole build through cgo, in each configuration.
+	for _, c := range faissThreadConfigs {
+		threads := []string{fmt.Sprintf("OMP_NUM_THREADS=%d", c.OMP), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", c.BLAS)}
+		b := build("FAISS IVFPQ "+threadLabel(c.OMP, c.BLAS), 0, threads, "faiss")
+		b.Label, b.Config = "FAISS IVFPQ (cgo)", threadLabel(c.OMP, c.BLAS)
+		sec.FAISSBuilds = append(sec.FAISSBuilds, b)
+	}
+	// 4: distillation at the default settings.
+	var extra []string
+	if s.TrainQueries != "" {
+		extra = []string{"--queries", s.TrainQueries}
+	}
+	sec.Distilled = build("distilled IVFPQ", 0, []string{}, "distill", extra...)
+
+	sec.Phases = phaseRows(sec)
+	bestFAISS := slices.MinFunc(sec.FAISSBuilds, func(a, b phaseBuild) int {
+		return cmp.Compare(a.Report.Fit+a.Report.Add, b.Report.Fit+b.Report.Add)
+	})
+	sec.Recall = phaseRecall(t, s, []phaseBuild{bestFAISS, sec.Ours[len(sec.Ours)-1], sec.Distilled})
+	sec.Distill = summariseDistill(sec, bestFAISS)
+	return sec
+}
+
+// phaseRows compares each phase: IVF k-means, PQ training (with the
+// assignment of its sample and the residuals on both sides) and encode/add.
+func phaseRows(sec *phaseSection) []phaseRow {
+	type phase struct {
+		name, ours, faiss string
+		oursSec           func(BuildReport) float64
+		faissSec          func(phaseTimes) float64
+	}
+	phases := []phase{
+		{"IVF k-means", "BuildReport.ivf_kmeans_ns: KMeans on the sample", "Clustering.train into an IndexFlat (phase_times kmeans)",
+			func(r BuildReport) float64 { return r.IVFKMeans.Seconds() },
+			func(p phaseTimes) float64 { return p.Seconds["kmeans"] }},
+		{"PQ training", "pq_train_ns: the sample's assignment, residuals, sub-space k-means",
+			"the sample's assignment and residuals + ProductQuantizer.train (pq_residuals + pq_train)",
+			func(r BuildReport) float64 { return r.PQTrain.Seconds() },
+			func(p phaseTimes) float64 { return p.Seconds["pq_residuals"] + p.Seconds["pq_train"] }},
+		{"encode/add", "add_ns: read in blocks, assign, encode, fill the FAISS index", "IndexIVFPQ.add of every document (assign, encode, append)",
+			func(r BuildReport) float64 { return r.Add.Seconds() },
+			func(p phaseTimes) float64 { return p.Seconds["add"] }},
+	}
+	phaseKey := map[string]string{"IVF k-means": "kmeans", "PQ training": "pq_train", "encode/add": "add"}
+	var rows []phaseRow
+	for _, ph := range phases {
+		row := phaseRow{Phase: ph.name, OursScope: ph.ours, FAISSScope: ph.faiss, Ours: math.Inf(1), FAISS: math.Inf(1), FAISSByConfig: map[string]float64{}}
+		for _, b := range sec.Ours {
+			if v := ph.oursSec(b.Report); v < row.Ours {
+				row.Ours, row.OursRSS = v, b.Process.MaxRSS
+			}
+		}
+		for _, r := range sec.FAISSPhases {
+			v := ph.faissSec(r.Times)
+			if old, ok := row.FAISSByConfig[r.Config]; !ok || v < old {
+				row.FAISSByConfig[r.Config] = v
+			}
+			if v < row.FAISS {
+				row.FAISS, row.FAISSConfig = v, r.Config
+				row.FAISSRSS = r.Times.RSSHWM[phaseKey[ph.name]]
+				if row.FAISSRSS == 0 {
+					row.FAISSRSS = r.Process.MaxRSS
+				}
+			}
+		}
+		row.Ratio = row.Ours / row.FAISS
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// phaseRecall measures R10@10 and R100@100 of the indexes at a few nprobe,
+// against exact search.
+func phaseRecall(t *testing.T, s phaseSpec, builds []phaseBuild) recallTable {
+	t.Helper()
+	np16 := max(1, s.Nlist/16)
+	set := map[int]bool{1: true, 4: true, 16: true, 64: true, np16: true, 4 * np16: true}
+	tab := recallTable{Nprobe: capNprobes(slices.Sorted(maps.Keys(set)), s.Nlist), Default: np16}
+	var paths []string
+	for _, b := range builds {
+		paths = append(paths, b.output)
+	}
+	ev, err := Eval(context.Background(), EvalOptions{Docs: s.Docs, Queries: s.Queries, Indexes: paths, Ks: []int{10, 100},
+		Nprobes: tab.Nprobe, NoCache: true}, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ix := range ev.Indexes {
+		row := recallRow{Index: builds[i].Label}
+		if builds[i].Report.Train == "faiss" {
+			row.Index += ", " + builds[i].Config
+		}
+		for _, p := range ix.Points {
+			row.R10 = append(row.R10, p.KRecall[10])
+			row.R100 = append(row.R100, p.KRecall[100])
+		}
+		tab.Rows = append(tab.Rows, row)
+		t.Logf("%s %s: R10@10 %s at nprobe %v", s.Title, row.Index, recalls(row.R10), tab.Nprobe)
+	}
+	return tab
+}
+
+func summariseDistill(sec *phaseSection, faiss phaseBuild) distillSummary {
+	r := sec.Distilled.Report
+	d := distillSummary{
+		TrainingQueries: "pseudo-queries: min(20000, n/5) documents drawn at random (build's default without --queries)",
+		KMeansInit:      (r.Fit - r.Distill).Seconds(), Distill: r.Distill.Seconds(),
+		FAISSTrainAdd: (faiss.Report.Fit + faiss.Report.Add).Seconds(), FAISSConfig: faiss.Config,
+	}
+	if sec.Spec.TrainQueries != "" {
+		d.TrainingQueries = sec.Spec.TrainQueries + " (plus build's default pseudo-queries)"
+	}
+	var last time.Duration
+	for _, e := range r.Epochs {
+		if e.Epoch == 0 {
+			continue
+		}
+		d.Epochs = append(d.Epochs, epochRow{Epoch: e.Epoch, Seconds: (e.Elapsed - last).Seconds(), Elapsed: e.Elapsed.Seconds(),
+			LossPQ: e.LossPQ, LossIVF: e.LossIVF, ValRecall: e.ValRecall})
+		last = e.Elapsed
+	}
+	if len(d.Epochs) > 0 {
+		d.EpochMean = last.Seconds() / float64(len(d.Epochs))
+	}
+	d.Setup = d.Distill - last.Seconds()
+	d.DistillOverFAISS = d.Distill / d.FAISSTrainAdd
+	d.ExtraOverFAISS = ((r.Fit + r.Add).Seconds() - d.FAISSTrainAdd) / d.FAISSTrainAdd
+	d.WallOverFAISS = sec.Distilled.Process.Wall.Seconds() / (faiss.Report.Fit + faiss.Report.Add + faiss.Report.Write).Seconds()
+	rows := sec.Recall.Rows
+	if i := slices.Index(sec.Recall.Nprobe, sec.Recall.Default); i >= 0 && len(rows) == 3 {
+		d.RecallGain = rows[2].R10[i] - rows[0].R10[i]
+	}
+	return d
+}
+
+// benchTarget is one of issue 6's acceptance targets and what this run
+// measured for it.
+type benchTarget struct {
+	Target string `json:"target"`
+	Value  string `json:"value"`
+	// Met is nil when this run did not measure it.
+	Met *bool `json:"met"`
+}
+
+func benchTargets(rep *benchReport) []benchTarget {
+	var ts []benchTarget
+	yes := func(b bool) *bool { return &b }
+	if s := rep.GloVe341k; s != nil {
+		for _, p := range s.Phases {
+			ts = append(ts, benchTarget{
+				Target: fmt.Sprintf("GloVe-341k %s: ours / FAISS <= 1.1", p.Phase),
+				Value:  fmt.Sprintf("%.2f (%.1f s / %.1f s, FAISS %s)", p.Ratio, p.Ours, p.FAISS, p.FAISSConfig),
+				Met:    yes(p.Ratio <= 1.1),
+			})
+		}
+		d := s.Distill
+		ts = append(ts, benchTarget{
+			Target: "GloVe-341k distillation (default settings) adds <= 3x FAISS's train+add",
+			Value: fmt.Sprintf("%.2fx (distillation %.1f s / FAISS train+add %.1f s, %s); the distilled build's train+add exceeds FAISS's by %.2fx; R10@10 %+.3f at nprobe %d (nlist/16)",
+				d.DistillOverFAISS, d.Distill, d.FAISSTrainAdd, d.FAISSConfig, d.ExtraOverFAISS, d.RecallGain, s.Recall.Default),
+			Met: yes(d.DistillOverFAISS <= 3),
+		})
+	} else {
+		ts = append(ts, benchTarget{Target: "GloVe-341k phase ratios and distillation cost", Value: "not run (glove341k section)"})
+	}
+	var peak int64
+	for _, r := range rep.Runs {
+		if r.Case == largeCase {
+			peak = max(peak, r.MaxRSS)
+		}
+	}
+	t := benchTarget{Target: "1M x 768 IVFPQ (nlist 4096, M 64) build peak RSS < 3 GiB", Value: "not run (make bench LARGE=1)"}
+	if peak > 0 {
+		t.Value, t.Met = fmt.Sprintf("%.2f GiB (largest of the section's builds)", float64(peak)/(1<<30)), yes(peak < 3<<30)
+	}
+	return append(ts, t)
 }
 
 // normalised writes a unit-norm copy of an .npy file (cosine similarity as
@@ -240,46 +909,243 @@ func recalls(rows []float64) string {
 	return strings.Join(s, " / ")
 }
 
-// writeBenchReport writes the Markdown and JSON reports. Ratios are against
-// the case's first build (FAISS's own training).
-func writeBenchReport(t *testing.T, cases []benchCase, runs []benchRun) {
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// writeBenchReport writes the Markdown and JSON reports.
+func writeBenchReport(t *testing.T, rep *benchReport) {
 	t.Helper()
-	if err := os.MkdirAll("../out", 0o755); err != nil {
+	// DISTILLVQ_BENCH_OUT is the report's folder (default out/ at the
+	// top of the repository).
+	dir := os.Getenv("DISTILLVQ_BENCH_OUT")
+	if dir == "" {
+		dir = "../out"
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	host, _ := os.Hostname()
-	date := time.Now().UTC().Format(time.RFC3339)
-	if err := writeJSON("../out/bench.json", map[string]any{"date": date, "host": host, "cpus": runtime.NumCPU(), "go": runtime.Version(), "cases": cases, "runs": runs}); err != nil {
+	if err := writeJSON(filepath.Join(dir, "bench.json"), rep); err != nil {
 		t.Fatal(err)
 	}
 	var md strings.Builder
-	fmt.Fprintf(&md, "# distillvq benchmark\n\n%s, %d CPUs, %s. Each build is its own process (train = training, add = assign+encode+fill; FAISS's train and add are one figure). Ratios are against FAISS's own training of the same index in the same run. Recall is k-recall@k against exact search on held-out queries.\n",
-		date, runtime.NumCPU(), runtime.Version())
-	for _, c := range cases {
+	fmt.Fprintf(&md, "# distillvq benchmark\n\n%s to %s. Sections: %s.", rep.Machine.Start, rep.Machine.End, strings.Join(rep.Sections, ", "))
+	if len(rep.Skipped) > 0 {
+		fmt.Fprintf(&md, " Skipped: %s.", strings.Join(rep.Skipped, "; "))
+	}
+	md.WriteString("\n")
+	writeMachine(&md, rep.Machine)
+	writeTargets(&md, rep.Targets)
+	if rep.GloVe341k != nil {
+		writePhaseSection(&md, rep.GloVe341k)
+	}
+	if len(rep.Cases) > 0 {
+		md.WriteString("\n## Whole builds against FAISS's training\n\nEach build is its own process (train = training, add = assign+encode+fill; FAISS's train and add are one figure). Ratios are against the case's first build, FAISS's own training of the same index in the same run where there is one. Recall is k-recall@k against exact search on held-out queries.\n")
+	}
+	for _, c := range rep.Cases {
 		var base *benchRun
-		for i := range runs {
-			if runs[i].Case == c.Data && base == nil {
-				base = &runs[i]
+		for i := range rep.Runs {
+			if rep.Runs[i].Case == c.Data && base == nil {
+				base = &rep.Runs[i]
 			}
+		}
+		if base == nil {
+			continue
 		}
 		np := make([]string, len(base.Nprobe))
 		for i, v := range base.Nprobe {
 			np[i] = fmt.Sprint(v)
 		}
-		fmt.Fprintf(&md, "\n## %s (%s, nlist %d)\n\n| index | train+add s | ratio | wall s | ratio | peak RSS MiB | ratio | R10@10 at nprobe %s | R100@100 at nprobe %d |\n|---|---|---|---|---|---|---|---|---|\n",
+		fmt.Fprintf(&md, "\n### %s (%s, nlist %d)\n\n| index | train+add s | ratio | wall s | ratio | peak RSS MiB | ratio | R10@10 at nprobe %s | R100@100 at nprobe %d |\n|---|---|---|---|---|---|---|---|---|\n",
 			c.Data, c.Metric, c.Nlist, strings.Join(np, " / "), base.Default)
-		for _, r := range runs {
+		for _, r := range rep.Runs {
 			if r.Case != c.Data {
 				continue
 			}
 			ta, tb := (r.Report.Fit + r.Report.Add).Seconds(), (base.Report.Fit + base.Report.Add).Seconds()
 			fmt.Fprintf(&md, "| %s | %.1f | %.2f | %.1f | %.2f | %.0f | %.2f | %s | %.3f |\n", r.Build,
 				ta, ta/tb, r.Wall.Seconds(), r.Wall.Seconds()/base.Wall.Seconds(),
-				float64(r.MaxRSS)/(1<<20), float64(r.MaxRSS)/float64(base.MaxRSS), recalls(r.Recall), r.R100)
+				mib(r.MaxRSS), float64(r.MaxRSS)/float64(base.MaxRSS), recalls(r.Recall), r.R100)
 		}
 	}
-	if err := os.WriteFile("../out/bench.md", []byte(md.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "bench.md"), []byte(md.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote out/bench.md and out/bench.json\n%s", md.String())
+	t.Logf("wrote %s and bench.json\n%s", filepath.Join(dir, "bench.md"), md.String())
+}
+
+func loadString(l []float64) string {
+	s := make([]string, len(l))
+	for i, v := range l {
+		s[i] = fmt.Sprintf("%.2f", v)
+	}
+	return strings.Join(s, " / ")
+}
+
+func writeMachine(md *strings.Builder, m benchMachine) {
+	fmt.Fprintf(md, "\n## Machine\n\n| | |\n|---|---|\n")
+	fmt.Fprintf(md, "| host | %s, Linux %s |\n", m.Host, m.Kernel)
+	fmt.Fprintf(md, "| CPU | %s, %d logical CPUs (%s) |\n", m.CPUModel, m.CPUs, strings.Join(m.CPUFlags, ", "))
+	fmt.Fprintf(md, "| RAM | %.1f GiB |\n", float64(m.MemTotal)/(1<<30))
+	fmt.Fprintf(md, "| load average (1 / 5 / 15 min) | start %s, end %s |\n", loadString(m.LoadStart), loadString(m.LoadEnd))
+	fmt.Fprintf(md, "| Go | %s |\n", m.Go)
+	var py struct {
+		FAISS    string         `json:"faiss"`
+		Options  string         `json:"faiss_compile_options"`
+		Numpy    string         `json:"numpy"`
+		OpenBLAS map[string]any `json:"openblas"`
+		Error    string         `json:"error"`
+	}
+	if m.PythonFAISS != nil {
+		json.Unmarshal(m.PythonFAISS, &py)
+	}
+	pkgs := func(names ...string) string {
+		var s []string
+		for _, n := range names {
+			if v, ok := m.Packages[n]; ok {
+				s = append(s, n+" "+v)
+			}
+		}
+		return strings.Join(s, ", ")
+	}
+	faiss := "cgo: static libfaiss (" + pkgs("libfaiss-dev") + ")"
+	switch {
+	case py.FAISS != "":
+		faiss += fmt.Sprintf("; Python: faiss %s (%s; %s), numpy %s", py.FAISS, py.Options, pkgs("python3-faiss"), py.Numpy)
+	case py.Error != "":
+		faiss += "; Python FAISS: " + py.Error
+	}
+	fmt.Fprintf(md, "| FAISS | %s |\n", faiss)
+	blas := pkgs("libopenblas0-pthread", "libopenblas0-openmp", "libopenblas0-serial")
+	if c, ok := py.OpenBLAS["config"].(string); ok {
+		blas += fmt.Sprintf("; `%s`, core %v, as Python FAISS loads it (%v)", c, py.OpenBLAS["core"], py.OpenBLAS["library"])
+	}
+	if len(m.CgoLibs) > 0 {
+		blas += "; distillvq links " + strings.Join(m.CgoLibs, ", ")
+	}
+	fmt.Fprintf(md, "| OpenBLAS | %s |\n", blas)
+}
+
+func writeTargets(md *strings.Builder, ts []benchTarget) {
+	md.WriteString("\n## Issue 6 targets\n\n| target | this run | met |\n|---|---|---|\n")
+	for _, t := range ts {
+		met := "not measured"
+		if t.Met != nil {
+			met = map[bool]string{true: "yes", false: "**no**"}[*t.Met]
+		}
+		fmt.Fprintf(md, "| %s | %s | %s |\n", t.Target, t.Value, met)
+	}
+}
+
+func writePhaseSection(md *strings.Builder, s *phaseSection) {
+	p := s.Spec
+	fmt.Fprintf(md, "\n## %s: each phase against FAISS\n\n", p.Title)
+	queries := "pseudo-queries drawn from the documents (build's default: min(20000, n/5))"
+	if p.TrainQueries != "" {
+		queries = "`" + p.TrainQueries + "` plus build's default pseudo-queries"
+	}
+	fmt.Fprintf(md, "Data: `%s`, %d x %d (all of them indexed); evaluation queries `%s`; distillation's training queries: %s.\n\n", p.Docs, p.N, p.D, p.Queries, queries)
+	fmt.Fprintf(md, "Parameters, both sides: IVFPQ, metric %s (spherical k-means for ip, as IndexIVF sets it), nlist %d, M %d, nbits %d, niter %d (IVF and PQ), seed %d; "+
+		"IVF k-means sample min(n, 256 nlist) = %d, PQ sample min(n, 256 * 2^nbits) = %d; FAISS with `do_polysemous_training = false`. "+
+		"FAISS's phases are timed by `testdata/phase_times.py` (Python FAISS), one process per thread configuration (%d round(s), fastest counts); "+
+		"ours by `distillvq build --train kmeans --report-json` (default threads: Go's GOMAXPROCS, OpenBLAS's default). Each ratio divides by FAISS's fastest configuration for that phase.\n",
+		p.Metric, p.Nlist, p.M, p.Nbits, p.Niter, p.Seed, p.KMeansSample, p.PQSample, p.Rounds)
+
+	md.WriteString("\n### Training phases\n\n")
+	var configs []string
+	for _, c := range faissThreadConfigs {
+		configs = append(configs, threadLabel(c.OMP, c.BLAS))
+	}
+	fmt.Fprintf(md, "| phase | ours s | FAISS %s s | FAISS best s | FAISS config | ratio ours/FAISS | <= 1.1 | peak RSS ours MiB | peak RSS FAISS MiB |\n|---|---:|%s---:|---|---:|---|---:|---:|\n",
+		strings.Join(configs, " s | FAISS "), strings.Repeat("---:|", len(configs)))
+	for _, r := range s.Phases {
+		var byc []string
+		for _, c := range configs {
+			byc = append(byc, fmt.Sprintf("%.2f", r.FAISSByConfig[c]))
+		}
+		fmt.Fprintf(md, "| %s | %.2f | %s | %.2f | %s | **%.2f** | %s | %.0f | %.0f |\n", r.Phase, r.Ours, strings.Join(byc, " | "), r.FAISS, r.FAISSConfig,
+			r.Ratio, map[bool]string{true: "yes", false: "no"}[r.Ratio <= 1.1], mib(r.OursRSS), mib(r.FAISSRSS))
+	}
+	md.WriteString("\nWhat each figure covers: ")
+	for i, r := range s.Phases {
+		if i > 0 {
+			md.WriteString("; ")
+		}
+		fmt.Fprintf(md, "%s: ours %s, FAISS %s", r.Phase, r.OursScope, r.FAISSScope)
+	}
+	md.WriteString(". Peak RSS: ours is the whole `build --train kmeans` process's peak (VmHWM); FAISS's is the phase_times.py process's VmHWM at the end of that phase (it holds the documents memory-mapped).\n")
+
+	md.WriteString("\nEvery run, in order (CPU s = user + system of the process, all threads; load = 1-minute load average before the run):\n\n| run | round | threads | IVF k-means s | PQ training s | encode/add s | process wall s | CPU s | peak RSS MiB | load |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	oi := 0
+	for _, r := range s.FAISSPhases {
+		fmt.Fprintf(md, "| FAISS phase_times.py | %d | %s | %.2f | %.2f (%.2f + %.2f) | %.2f | %.1f | %.1f | %.0f | %.2f |\n", r.Round, r.Config,
+			r.Times.Seconds["kmeans"], r.Times.Seconds["pq_residuals"]+r.Times.Seconds["pq_train"], r.Times.Seconds["pq_residuals"], r.Times.Seconds["pq_train"],
+			r.Times.Seconds["add"], r.Process.Wall.Seconds(), r.Process.CPU.Seconds(), mib(r.Process.MaxRSS), r.Process.Load1[0])
+		if r.Config == threadLabel(faissThreadConfigs[0].OMP, faissThreadConfigs[0].BLAS) && oi < len(s.Ours) {
+			b := s.Ours[oi]
+			oi++
+			fmt.Fprintf(md, "| ours build --train kmeans | %d | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.0f | %.2f |\n", b.Round, b.Config,
+				b.Report.IVFKMeans.Seconds(), b.Report.PQTrain.Seconds(), b.Report.Add.Seconds(), b.Process.Wall.Seconds(), b.Process.CPU.Seconds(),
+				mib(b.Process.MaxRSS), b.Process.Load1[0])
+		}
+	}
+
+	md.WriteString("\n### Whole builds\n\n`distillvq build`, each its own process, in the order run. FAISS's is `--train faiss` (FAISS's own IndexIVFPQ train and add through cgo; its train and add are one figure).\n\n")
+	md.WriteString("| build | threads | read s | train s | of which IVF k-means / PQ / distillation s | add s | write s | train+add+write s | process wall s | CPU s | peak RSS MiB | load |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	builds := append(append([]phaseBuild{}, s.FAISSBuilds...), s.Ours...)
+	builds = append(builds, s.Distilled)
+	for _, b := range builds {
+		r := b.Report
+		label := b.Label
+		if b.Round > 0 && len(s.Ours) > 1 {
+			label += fmt.Sprintf(" (round %d)", b.Round)
+		}
+		of := "-"
+		if r.Train != "faiss" {
+			of = fmt.Sprintf("%.1f / %.1f / %.1f", r.IVFKMeans.Seconds(), r.PQTrain.Seconds(), r.Distill.Seconds())
+		}
+		fmt.Fprintf(md, "| %s | %s | %.1f | %.1f | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f |\n", label, b.Config, r.Read.Seconds(), r.Fit.Seconds(), of,
+			r.Add.Seconds(), r.Write.Seconds(), (r.Fit + r.Add + r.Write).Seconds(), b.Process.Wall.Seconds(), b.Process.CPU.Seconds(),
+			mib(b.Process.MaxRSS), b.Process.Load1[0])
+	}
+
+	d := s.Distill
+	fmt.Fprintf(md, "\n### Distillation (default settings)\n\nTraining queries: %s. Distillation %.1f s in total after our k-means start (%.1f s): %d epochs, %.1f s each on average, "+
+		"and %.1f s outside the epochs (initial assignment, teacher search, validation). Against FAISS's train+add through cgo (%.1f s, %s, the faster configuration):\n\n",
+		d.TrainingQueries, d.Distill, d.KMeansInit, len(d.Epochs), d.EpochMean, d.Setup, d.FAISSTrainAdd, d.FAISSConfig)
+	fmt.Fprintf(md, "- distillation / FAISS train+add: **%.2fx** (target <= 3x)\n", d.DistillOverFAISS)
+	fmt.Fprintf(md, "- (distilled build's train+add - FAISS's train+add) / FAISS's train+add: %.2fx\n", d.ExtraOverFAISS)
+	fmt.Fprintf(md, "- distilled build's process wall / FAISS's train+add+write: %.2fx\n", d.WallOverFAISS)
+	fmt.Fprintf(md, "- what it buys: R10@10 %+.3f over FAISS's training at nprobe %d (nlist/16); every nprobe below\n", d.RecallGain, s.Recall.Default)
+	md.WriteString("\n| epoch | seconds | elapsed s | PQ loss | IVF loss | held-out R10@10 (vs teacher) |\n|---:|---:|---:|---:|---:|---:|\n")
+	for _, e := range d.Epochs {
+		fmt.Fprintf(md, "| %d | %.1f | %.1f | %.4g | %.4g | %.3f |\n", e.Epoch, e.Seconds, e.Elapsed, e.LossPQ, e.LossIVF, e.ValRecall)
+	}
+
+	rt := s.Recall
+	np := make([]string, len(rt.Nprobe))
+	for i, v := range rt.Nprobe {
+		np[i] = fmt.Sprint(v)
+		if v == rt.Default {
+			np[i] += " (nlist/16)"
+		}
+	}
+	fmt.Fprintf(md, "\n### Recall\n\nR10@10 (k-recall@k) against exact search (%s) on the queries of `%s`, FAISS doing every search. With `glove.py --all` the evaluation queries are also among the documents.\n\n| index | nprobe %s |\n|---|%s\n",
+		p.Metric, p.Queries, strings.Join(np, " | "), strings.Repeat("---:|", len(np)))
+	for _, r := range rt.Rows {
+		fmt.Fprintf(md, "| %s | %s |\n", r.Index, strings.Join(strings.Split(recalls(r.R10), " / "), " | "))
+	}
+	if len(rt.Rows) == 3 {
+		var gain []string
+		for i := range rt.Nprobe {
+			gain = append(gain, fmt.Sprintf("%+.3f", rt.Rows[2].R10[i]-rt.Rows[0].R10[i]))
+		}
+		fmt.Fprintf(md, "| distilled - FAISS | %s |\n", strings.Join(gain, " | "))
+	}
+	fmt.Fprintf(md, "\nR100@100: ")
+	for i, r := range rt.Rows {
+		if i > 0 {
+			md.WriteString("; ")
+		}
+		fmt.Fprintf(md, "%s %s", r.Index, recalls(r.R100))
+	}
+	fmt.Fprintf(md, " (nprobe %s).\n", strings.Join(strings.Split(strings.Join(np, ","), ","), " / "))
 }

@@ -31,7 +31,14 @@ own pthreads (OPENBLAS_NUM_THREADS); OpenBLAS reads its variable when it is
 loaded, so both are set in the environment of a fresh process. --sweep runs
 every combination of --threads (default 1,2) for both in child processes and
 prints each one's result plus, per phase, the fastest configuration. The
-printed JSON always carries the thread settings that produced it.
+printed JSON always carries the thread settings that produced it, the
+OpenBLAS library FAISS runs on (its build configuration, core and thread
+count, read through ctypes from the copy loaded in this process) and the
+process's peak resident set (VmHWM) after each phase.
+
+--versions prints only the FAISS and OpenBLAS versions and exits (no
+--docs needed); cli/bench_test.go (make bench) records it in the report's
+machine section.
 """
 
 import argparse
@@ -46,8 +53,8 @@ import time
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--docs", required=True, help=".npy of documents (float32 or float16, n x d)")
-    p.add_argument("--nlist", type=int, required=True)
+    p.add_argument("--docs", help=".npy of documents (float32 or float16, n x d); required")
+    p.add_argument("--nlist", type=int, help="inverted lists; required")
     p.add_argument("--m", type=int, default=25, help="PQ sub-quantizers; 0 for IVFFlat (default 25)")
     p.add_argument("--nbits", type=int, default=8)
     p.add_argument("--niter", type=int, default=25, help="k-means iterations, IVF and PQ (default 25)")
@@ -65,7 +72,12 @@ def parse_args(argv=None):
     p.add_argument("--sweep", action="store_true",
                    help="run every OMP_NUM_THREADS x OPENBLAS_NUM_THREADS in --threads in child processes")
     p.add_argument("--threads", default="1,2", help="thread counts for --sweep (default 1,2)")
-    return p.parse_args(argv)
+    p.add_argument("--versions", action="store_true",
+                   help="print FAISS's and OpenBLAS's versions as JSON and exit")
+    a = p.parse_args(argv)
+    if not a.versions and (a.docs is None or a.nlist is None):
+        p.error("--docs and --nlist are required")
+    return a
 
 
 def thread_settings(faiss):
@@ -77,7 +89,53 @@ def thread_settings(faiss):
     }
 
 
+def peak_rss():
+    """The process's peak resident set so far (VmHWM), in bytes."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def openblas_info():
+    """Configuration of the OpenBLAS loaded in this process (FAISS's), from
+    its own openblas_get_config / _corename / _num_threads; {} when no
+    OpenBLAS is loaded."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({line.split()[-1] for line in f if "openblas" in line and "/" in line})
+    except OSError:
+        return {}
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_config.restype = ctypes.c_char_p
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return {"library": path, "config": lib.openblas_get_config().decode(),
+                    "core": lib.openblas_get_corename().decode(),
+                    "num_threads": lib.openblas_get_num_threads()}
+        except (OSError, AttributeError):
+            continue
+    return {}
+
+
+def versions():
+    import numpy as np
+    import faiss
+    opts = faiss.get_compile_options() if hasattr(faiss, "get_compile_options") else ""
+    return {"faiss": faiss.__version__, "faiss_compile_options": opts.strip(),
+            "faiss_module": os.path.dirname(faiss.__file__), "numpy": np.__version__,
+            "python": sys.version.split()[0], "openblas": openblas_info(),
+            "omp_max_threads": faiss.omp_get_max_threads()}
+
+
 CPU = {}  # phase -> CPU seconds (all threads) of the fastest run
+RSS = {}  # phase -> peak resident set (VmHWM) of the process after it
 
 
 def best_of(repeat, f, phase=None):
@@ -92,6 +150,8 @@ def best_of(repeat, f, phase=None):
             best = t
             if phase:
                 CPU[phase] = c
+    if phase:
+        RSS[phase] = peak_rss()
     return best, out
 
 
@@ -118,7 +178,9 @@ def run(a):
         "metric": a.metric, "kmeans_sample": min(n, a.max_points_per_centroid * a.nlist),
         "pq_sample": min(n, pq_size) if a.m else 0,
         "threads": thread_settings(faiss), "seconds": {},
-        "cpu_seconds": {},
+        "cpu_seconds": {}, "openblas": openblas_info(),
+        "faiss_compile_options": (faiss.get_compile_options().strip()
+                                  if hasattr(faiss, "get_compile_options") else ""),
     }
     secs = out["seconds"]
 
@@ -198,6 +260,8 @@ def run(a):
                     faiss.swig_ptr(res), faiss.swig_ptr(codes), n))
                 secs["add_encode"] = t
     out["cpu_seconds"] = {k: v for k, v in CPU.items() if k in secs}
+    out["rss_hwm_bytes"] = {k: v for k, v in RSS.items() if k in secs}
+    out["peak_rss_bytes"] = peak_rss()
     out["loadavg"] = os.getloadavg()
     return out
 
@@ -225,7 +289,10 @@ def sweep(a, argv):
 def main():
     argv = sys.argv[1:]
     a = parse_args(argv)
-    out = sweep(a, argv) if a.sweep else run(a)
+    if a.versions:
+        out = versions()
+    else:
+        out = sweep(a, argv) if a.sweep else run(a)
     print(json.dumps(out, indent=2))
 
 
