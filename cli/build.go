@@ -49,6 +49,11 @@ type BuildOptions struct {
 	// MaxMemory bounds the build's planned peak memory in bytes: 0 means
 	// the memory the machine has available, -1 no bound.
 	MaxMemory int64
+
+	// Checkpoint, when set, is a folder where each finished training stage
+	// is saved (see checkpoint.go); Resume continues from what it holds.
+	Checkpoint string
+	Resume     bool
 }
 
 // BuildReport says what a build made and how long each phase took.
@@ -87,6 +92,9 @@ type BuildReport struct {
 	// DistillDocs is the number of documents distillation learned from
 	// when --max-memory did not allow all of them; 0 means all.
 	DistillDocs int `json:"distill_docs,omitempty"`
+	// Resumed names the training stages a --resume took from the
+	// checkpoint instead of computing them.
+	Resumed string `json:"resumed,omitempty"`
 }
 
 // writeJSON writes v as indented JSON, atomically.
@@ -140,6 +148,8 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.Uint64Flag{Name: "seed", Value: 1234, Usage: "random seed; the same seed gives the same index"},
 			&ucli.BoolFlag{Name: "opq", Usage: "rotate with FAISS's OPQ first (IndexPreTransform in front of the IVFPQ index)"},
 			&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
+			&ucli.StringFlag{Name: "checkpoint", Usage: "save each finished training stage (k-means, every distillation epoch) in this folder"},
+			&ucli.BoolFlag{Name: "resume", Usage: "continue from the stages saved in --checkpoint; the index is the same as an uninterrupted build's"},
 			&ucli.StringFlag{Name: "max-memory", Usage: "memory the build may plan for, such as 3GiB or 500MB (default: what the machine has available; 'none' for no bound)"},
 			&ucli.StringFlag{Name: "queries", Category: "distillation", Usage: "training queries (.npy); default: pseudo-queries drawn from the documents"},
 			&ucli.IntFlag{Name: "pseudo-queries", Category: "distillation", Usage: "documents drawn as extra training queries (default min(20000, n/5); -1 for none)"},
@@ -175,6 +185,7 @@ func buildCommand(e *env) *ucli.Command {
 				Nlist: c.Int("nlist"), M: c.Int("m"), Nbits: c.Int("nbits"),
 				Train: c.String("train"), TrainSize: c.Int("train-size"), Niter: c.Int("niter"), Seed: c.Uint64("seed"), OPQ: c.Bool("opq"),
 				Queries: c.String("queries"), Qrels: c.String("qrels"), ExportLists: c.String("export-lists"), LogJSON: c.String("log-json"),
+				Checkpoint: c.String("checkpoint"), Resume: c.Bool("resume"),
 				Distill: distill.DistillConfig{
 					PseudoQueries: c.Int("pseudo-queries"), Val: c.Int("val"), TopK: c.Int("topk"),
 					TopKSample: c.Int("topk-sample"), RefreshEvery: c.Int("refresh-every"),
@@ -295,6 +306,10 @@ func (o *BuildOptions) checkFlags() error {
 		return fmt.Errorf("--niter %d must be at least 1", o.Niter)
 	case o.TrainSize < 0:
 		return fmt.Errorf("--train-size %d must not be negative", o.TrainSize)
+	case o.Resume && o.Checkpoint == "":
+		return fmt.Errorf("--resume needs --checkpoint DIR")
+	case o.Checkpoint != "" && o.Train == "faiss":
+		return fmt.Errorf("--checkpoint works with --train distill or kmeans: FAISS's own training cannot be saved part-way")
 	}
 	return nil
 }
@@ -356,6 +371,16 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 	}
 
 	j := &job{o: o, src: src, ids: ids, cfg: cfg, rep: rep, progress: progress}
+	if o.Checkpoint != "" {
+		key, err := checkpointKey(o, cfg, plan.trainRows)
+		if err != nil {
+			return nil, err
+		}
+		if j.ck, err = openCheckpoint(o.Checkpoint, key, o, o.Resume); err != nil {
+			return nil, err
+		}
+		rep.Resumed = j.ck.stage()
+	}
 	// Distillation and FAISS's own training need every vector in memory;
 	// our k-means path reads a training sample, then streams the rest.
 	switch {
@@ -439,6 +464,7 @@ type job struct {
 	rotation []float32 // D×D OPQ rotation, or nil
 	progress func(string, int, int)
 	curve    []distill.EpochStats // the distillation's training curve
+	ck       *checkpoint          // nil without --checkpoint
 }
 
 // trainRotation trains FAISS's OPQ rotation on a sample of the documents and
@@ -450,13 +476,21 @@ func (j *job) trainRotation() error {
 	// make the rotation, and so the index, depend on the number of cores.
 	defer faiss.SerialBLAS()()
 	j.progress("OPQ rotation", 0, 1)
-	sample := j.train
-	if n := max(256*j.cfg.Nlist, 256<<j.cfg.Nbits); sample.Rows > n {
-		sample = distill.Sample(sample, n, j.cfg.Seed)
-	}
-	var err error
-	if j.rotation, err = faiss.TrainOPQ(sample, j.cfg.M, int(j.cfg.Seed%(1<<31))); err != nil {
-		return err
+	if j.ck != nil && j.ck.kmeans != nil {
+		// The checkpoint's model was trained in its rotated space.
+		if d := j.train.Cols; len(j.ck.kmeans.Rotation) != d*d {
+			return fmt.Errorf("checkpoint %s: no %dx%d OPQ rotation", j.ck.dir, d, d)
+		}
+		j.rotation = j.ck.kmeans.Rotation
+	} else {
+		sample := j.train
+		if n := max(256*j.cfg.Nlist, 256<<j.cfg.Nbits); sample.Rows > n {
+			sample = distill.Sample(sample, n, j.cfg.Seed)
+		}
+		var err error
+		if j.rotation, err = faiss.TrainOPQ(sample, j.cfg.M, int(j.cfg.Seed%(1<<31))); err != nil {
+			return err
+		}
 	}
 	j.train = faiss.ApplyRotation(j.rotation, j.train)
 	if j.o.Train != "kmeans" {
@@ -485,14 +519,30 @@ func (j *job) buildKMeans(ctx context.Context) (*faiss.Index, error) {
 	return j.fill(model, lists, codes, t0)
 }
 
-// trainKMeans runs our FAISS-style training on x and records its phase times.
+// trainKMeans runs our FAISS-style training on x and records its phase
+// times, or takes the model from the checkpoint being resumed.
 func (j *job) trainKMeans(ctx context.Context, x faissio.Matrix) (*distill.Model, error) {
+	if j.ck != nil && j.ck.kmeans != nil {
+		m := j.ck.kmeans.Model
+		if m.D != x.Cols || m.Nlist != j.cfg.Nlist || m.M != j.cfg.M || m.Nbits != j.cfg.Nbits || m.Metric != j.cfg.Metric {
+			return nil, fmt.Errorf("checkpoint %s: its model does not match this build's parameters", j.ck.dir)
+		}
+		return m, nil
+	}
 	var times distill.PhaseTimes
 	cfg := j.cfg
 	cfg.Times = &times
 	model, err := distill.TrainKMeans(ctx, x, cfg)
+	if err != nil {
+		return nil, err
+	}
 	j.rep.IVFKMeans, j.rep.PQTrain = times.IVF, times.PQ
-	return model, err
+	if j.ck != nil {
+		if err := j.ck.saveKMeans(kmeansState{Model: model, Rotation: j.rotation}); err != nil {
+			return nil, err
+		}
+	}
+	return model, nil
 }
 
 // fill builds the FAISS index from a trained model and the encoded documents.
@@ -546,6 +596,9 @@ func (j *job) buildDistill(ctx context.Context) (*faiss.Index, error) {
 	t1 := time.Now()
 	lists := init.Assign(docs)
 	dc.Seed = o.Seed
+	if j.ck != nil {
+		dc.Checkpoint, dc.Resume = j.ck.saveDistill, j.ck.distill
+	}
 	dc.Progress = func(st distill.EpochStats) {
 		j.progress(fmt.Sprintf("distill: loss %.3g, held-out R10@10 %.3f", st.LossPQ+st.LossIVF, st.ValRecall), st.Epoch, st.Epochs)
 	}
@@ -702,6 +755,9 @@ func printBuildReport(e *env, r *BuildReport) {
 		r.Output, kind, r.Nlist, r.Metric, r.N, r.D, r.Bytes, r.CodeBytesPerVec)
 	fmt.Fprintf(e.stdout, "trainer %s: read %.2fs, train %.2fs, add %.2fs, write %.2fs\n",
 		r.Train, r.Read.Seconds(), r.Fit.Seconds(), r.Add.Seconds(), r.Write.Seconds())
+	if r.Resumed != "" {
+		fmt.Fprintf(e.stdout, "resumed: %s taken from the checkpoint\n", r.Resumed)
+	}
 	if r.DistillDocs > 0 {
 		fmt.Fprintf(e.stdout, "distilled on %d of the %d documents to stay within --max-memory (planned %s); all were encoded\n",
 			r.DistillDocs, r.N, showBytes(r.MemoryPlan))

@@ -1,7 +1,6 @@
 package distill
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"math"
@@ -23,11 +22,11 @@ type DistillConfig struct {
 	// candidates; default min(20000, n/5), -1 for none. On GloVe 100k with
 	// 10k word queries, 20k pseudo-queries raised R10@10 at nprobe 16 from
 	// .547 to .571.
-	Queries       faissio.Matrix
+	Queries       faissio.Matrix `json:"-"`
 	PseudoQueries int
 	// Qrels optionally lists labelled positive documents (rows) per training
 	// query; they join the query's candidates.
-	Qrels [][]int32
+	Qrels [][]int32 `json:"-"`
 	// Val is the number of training queries held out to measure recall
 	// during training; default min(500, queries/10); -1 for none.
 	Val       int
@@ -73,7 +72,14 @@ type DistillConfig struct {
 	LRIVF, LRPQ float64
 	Seed        uint64
 	// Progress is called after every epoch.
-	Progress func(EpochStats)
+	Progress func(EpochStats) `json:"-"`
+	// Checkpoint, when set, receives the training state after every epoch
+	// (after Progress); an error from it stops the training with that error.
+	Checkpoint func(*DistillState) error `json:"-"`
+	// Resume, when set, continues from a state Checkpoint received, with the
+	// same documents, initial model, lists and configuration; the result is
+	// the model the uninterrupted run returns.
+	Resume *DistillState `json:"-"`
 }
 
 // EpochStats is one point of the training curve.
@@ -172,6 +178,10 @@ type trainer struct {
 	ivfW    float64
 	members [][]int32 // documents of each list
 	fresh   bool      // codes match the current parameters
+	// seen marks the documents already among the query's candidates in
+	// candidates: seen[doc] == stamp.
+	seen  []uint32
+	stamp uint32
 }
 
 // Distill trains init's centroids and codebooks so that search over the
@@ -181,6 +191,7 @@ type trainer struct {
 //
 // Training stops with ctx's error when ctx is cancelled, at the next step.
 func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int64, cfg DistillConfig) (*Model, []EpochStats, error) {
+	defer serialBLAS()()
 	if err := init.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -201,7 +212,8 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			return nil, nil, fmt.Errorf("document %d is in list %d, outside 0..%d", i, l, init.Nlist-1)
 		}
 	}
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x64697374696c6c))
+	pcg := rand.NewPCG(cfg.Seed, 0x64697374696c6c)
+	rng := rand.New(pcg)
 	m := &Model{D: init.D, Metric: init.Metric, Nlist: init.Nlist, M: init.M, Nbits: init.Nbits,
 		Centroids: slices.Clone(init.Centroids), Codebooks: slices.Clone(init.Codebooks)}
 	t := newTrainer(cfg, docs, m, lists)
@@ -223,16 +235,19 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			exclude[nq+i] = int32(r)
 		}
 	}
-	teacher := ExactTopK(docs, queries, cfg.TopK, t.metric, exclude)
-	K := teacher.K
-
-	// Temperature in units of the median spread of the teacher's Top-K.
-	spreads := make([]float64, queries.Rows)
-	for i := range spreads {
-		spreads[i] = float64(teacher.Scores[i*K] - teacher.Scores[i*K+K-1])
+	resume := cfg.Resume
+	var teacher *Teacher
+	if resume == nil || resume.Epoch < cfg.Epochs {
+		teacher = ExactTopK(docs, queries, cfg.TopK, t.metric, exclude)
+		K := teacher.K
+		// Temperature in units of the median spread of the teacher's Top-K.
+		spreads := make([]float64, queries.Rows)
+		for i := range spreads {
+			spreads[i] = float64(teacher.Scores[i*K] - teacher.Scores[i*K+K-1])
+		}
+		sort.Float64s(spreads)
+		t.temp = cfg.Temperature * math.Max(spreads[len(spreads)/2], 1e-12)
 	}
-	sort.Float64s(spreads)
-	t.temp = cfg.Temperature * math.Max(spreads[len(spreads)/2], 1e-12)
 
 	order := rng.Perm(queries.Rows)
 	nval := cfg.Val
@@ -268,15 +283,42 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	var curve []EpochStats
 	best := -1.0
 	bestCentroids, bestCodebooks := slices.Clone(m.Centroids), slices.Clone(m.Codebooks)
-	if len(val) > 0 {
+	start := time.Now()
+	step, ep0 := 0, 0
+	if resume != nil {
+		// Everything drawn from rng so far was drawn again above; the
+		// state takes over from the end of its epoch.
+		if err := resume.check(m, train, cfg.Epochs); err != nil {
+			return nil, nil, err
+		}
+		if err := resume.restoreRNG(pcg); err != nil {
+			return nil, nil, err
+		}
+		if err := optO.restore(resume.AdamO); err != nil {
+			return nil, nil, fmt.Errorf("resume: centroids: %w", err)
+		}
+		if err := optC.restore(resume.AdamC); err != nil {
+			return nil, nil, fmt.Errorf("resume: codebooks: %w", err)
+		}
+		copy(m.Centroids, resume.Centroids)
+		copy(m.Codebooks, resume.Codebooks)
+		copy(bestCentroids, resume.BestCentroids)
+		copy(bestCodebooks, resume.BestCodebooks)
+		for i, q := range resume.Train {
+			train[i] = int(q)
+		}
+		step, ep0, best, t.ivfW = resume.Step, resume.Epoch, resume.Best, resume.IVFWeight
+		curve = slices.Clone(resume.Curve)
+		if len(curve) > 0 {
+			start = start.Add(-curve[len(curve)-1].Elapsed)
+		}
+	} else if len(val) > 0 {
 		t.refreshCodes()
 		r := t.valRecall(queries, val, teacher, exclude)
 		curve = append(curve, EpochStats{Epochs: cfg.Epochs, ValRecall: r})
 		best = r
 	}
-	start := time.Now()
-	step := 0
-	for ep := 0; ep < cfg.Epochs; ep++ {
+	for ep := ep0; ep < cfg.Epochs; ep++ {
 		if !t.fresh {
 			t.refreshCodes()
 		}
@@ -299,9 +341,7 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 					for s := w; s < shards; s += workers {
 						g := grads[s]
 						g.reset()
-						for i := s; i < len(batch); i += shards {
-							t.queryGrad(queries.Row(batch[i]), cands[i], g)
-						}
+						t.shardGrad(queries, batch, cands, s, shards, g)
 					}
 				}(w)
 			}
@@ -359,6 +399,15 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 		curve = append(curve, st)
 		if cfg.Progress != nil {
 			cfg.Progress(st)
+		}
+		if cfg.Checkpoint != nil {
+			state, err := t.state(ep+1, step, pcg, optO, optC, train, best, bestCentroids, bestCodebooks, curve)
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := cfg.Checkpoint(state); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	m.Centroids, m.Codebooks = bestCentroids, bestCodebooks
@@ -441,13 +490,23 @@ type candidate struct {
 }
 
 // candidates builds each batch query's candidate set: its teacher Top-K,
-// labelled positives, and negatives per cfg.Negatives.
+// labelled positives, and negatives per cfg.Negatives. The teacher scores
+// of the candidates from outside the Top-K are left NaN for the shards to
+// compute in parallel (scoreCandidates).
 func (t *trainer) candidates(batch []int, teacher *Teacher, queries faissio.Matrix, exclude []int32, rng *rand.Rand) [][]candidate {
 	K := teacher.K
+	if t.seen == nil {
+		t.seen = make([]uint32, t.docs.Rows)
+	}
+	unscored := float32(math.NaN())
 	out := make([][]candidate, len(batch))
 	for i, qi := range batch {
+		if t.stamp++; t.stamp == 0 {
+			clear(t.seen)
+			t.stamp = 1
+		}
+		stamp := t.stamp
 		c := make([]candidate, 0, K+t.cfg.InBatch)
-		seen := make(map[int32]struct{}, K+t.cfg.InBatch)
 		ranks := rankRange(K)
 		if n := t.cfg.TopKSample; n > 0 && n < K {
 			ranks = rng.Perm(K)[:n]
@@ -455,15 +514,14 @@ func (t *trainer) candidates(batch []int, teacher *Teacher, queries faissio.Matr
 		for _, r := range ranks {
 			id := teacher.IDs[qi*K+r]
 			c = append(c, candidate{id, teacher.Scores[qi*K+r]})
-			seen[id] = struct{}{}
+			t.seen[id] = stamp
 		}
-		q := queries.Row(qi)
 		add := func(id int32) {
-			if _, dup := seen[id]; dup || (exclude != nil && exclude[qi] == id) {
+			if t.seen[id] == stamp || (exclude != nil && exclude[qi] == id) {
 				return
 			}
-			seen[id] = struct{}{}
-			c = append(c, candidate{id, Score(t.metric, q, t.docs.Row(int(id)))})
+			t.seen[id] = stamp
+			c = append(c, candidate{id, unscored})
 		}
 		if qi < len(t.cfg.Qrels) {
 			for _, id := range t.cfg.Qrels[qi] {
@@ -498,231 +556,6 @@ func rankRange(k int) []int {
 		r[i] = i
 	}
 	return r
-}
-
-// workerGrad accumulates one goroutine's share of a batch's gradients.
-type workerGrad struct {
-	gO, gOivf, gC   []float64
-	lossPQ, lossIVF float64
-	tbuf, sbuf      []float32
-	grad, pt, ps    []float64
-	xhat, vbuf      []float32
-	listMass        []float64
-	z               []float32
-}
-
-func (g *workerGrad) reset() {
-	clear(g.gO)
-	clear(g.gC)
-	if g.gOivf == nil {
-		g.gOivf = make([]float64, len(g.gO))
-	}
-	clear(g.gOivf)
-	g.lossPQ, g.lossIVF = 0, 0
-}
-
-func (g *workerGrad) add(o *workerGrad) {
-	for i, v := range o.gO {
-		g.gO[i] += v
-	}
-	for i, v := range o.gOivf {
-		g.gOivf[i] += v
-	}
-	for i, v := range o.gC {
-		g.gC[i] += v
-	}
-	g.lossPQ += o.lossPQ
-	g.lossIVF += o.lossIVF
-}
-
-func growF32(s []float32, n int) []float32 {
-	if cap(s) < n {
-		return make([]float32, n)
-	}
-	return s[:n]
-}
-
-func growF64(s []float64, n int) []float64 {
-	if cap(s) < n {
-		return make([]float64, n)
-	}
-	return s[:n]
-}
-
-// queryGrad adds one query's PQ and IVF losses and their gradients to g.
-func (t *trainer) queryGrad(q []float32, cands []candidate, g *workerGrad) {
-	n, d := len(cands), t.d
-	O := t.model.Centroids
-	g.tbuf, g.sbuf = growF32(g.tbuf, n), growF32(g.sbuf, n)
-	g.grad = growF64(g.grad, n)
-	for j, c := range cands {
-		g.tbuf[j] = c.t
-	}
-
-	if t.M > 0 {
-		// PQ student: score of the full reconstruction o_a + û.
-		g.xhat = growF32(g.xhat, n*d)
-		for j, c := range cands {
-			xh := g.xhat[j*d : (j+1)*d]
-			t.reconstruct(c.doc, xh)
-			g.sbuf[j] = Score(t.metric, q, xh)
-		}
-		g.lossPQ += t.loss(g.tbuf, g.sbuf, t.temp, g.grad)
-		g.vbuf = growF32(g.vbuf, d)
-		for j, c := range cands {
-			gj := g.grad[j]
-			if gj == 0 {
-				continue
-			}
-			v := t.scoreGradient(q, g.xhat[j*d:(j+1)*d], g.vbuf)
-			a := int(t.lists[c.doc])
-			go_ := g.gO[a*d : (a+1)*d]
-			for k, x := range v {
-				go_[k] += gj * float64(x)
-			}
-			code := t.codes[int(c.doc)*t.M : int(c.doc+1)*t.M]
-			for s, cw := range code {
-				off := (s*t.ksub + int(cw)) * t.dsub
-				gc := g.gC[off : off+t.dsub]
-				for k := range gc {
-					gc[k] += gj * float64(v[s*t.dsub+k])
-				}
-			}
-		}
-	}
-
-	// IVF student.
-	g.z = growF32(g.z, t.nlist)
-	for l := 0; l < t.nlist; l++ {
-		g.z[l] = Score(t.metric, q, O[l*d:(l+1)*d])
-	}
-	g.listMass = growF64(g.listMass, t.nlist)
-	dz := g.listMass // reused: becomes dL/dz
-	switch t.cfg.IVFLoss {
-	case "list":
-		// Teacher mass of a list: the teacher softmax summed over the
-		// query's candidates in it; student: softmax over all lists.
-		g.pt = growF64(g.pt, n)
-		softmax(g.tbuf, t.temp, g.pt)
-		clear(dz)
-		for j, c := range cands {
-			dz[t.lists[c.doc]] += g.pt[j]
-		}
-		g.ps = growF64(g.ps, t.nlist)
-		lse := softmax(g.z, t.temp, g.ps)
-		for l := range dz {
-			if dz[l] > 0 {
-				g.lossIVF -= dz[l] * (float64(g.z[l])/t.temp - lse)
-			}
-			dz[l] = (g.ps[l] - dz[l]) / t.temp
-		}
-	case "doc":
-		for j, c := range cands {
-			g.sbuf[j] = g.z[t.lists[c.doc]]
-		}
-		g.lossIVF += t.loss(g.tbuf, g.sbuf, t.temp, g.grad)
-		clear(dz)
-		for j, c := range cands {
-			dz[t.lists[c.doc]] += g.grad[j]
-		}
-	}
-	g.vbuf = growF32(g.vbuf, d)
-	for l, gl := range dz {
-		if gl == 0 {
-			continue
-		}
-		v := t.scoreGradient(q, O[l*d:(l+1)*d], g.vbuf)
-		gi := g.gOivf[l*d : (l+1)*d]
-		for k, x := range v {
-			gi[k] += gl * float64(x)
-		}
-	}
-}
-
-// scoreGradient writes d Score(q, x) / dx into buf: q for inner product,
-// 2(q - x) for L2.
-func (t *trainer) scoreGradient(q, x, buf []float32) []float32 {
-	if t.metric == faissio.L2 {
-		for k := range buf {
-			buf[k] = 2 * (q[k] - x[k])
-		}
-		return buf
-	}
-	return q
-}
-
-// reconstruct writes o_a(doc) + û_doc, the vector FAISS scores for doc.
-func (t *trainer) reconstruct(doc int32, out []float32) {
-	d := t.d
-	a := int(t.lists[doc])
-	copy(out, t.model.Centroids[a*d:(a+1)*d])
-	if t.M == 0 {
-		return
-	}
-	code := t.codes[int(doc)*t.M : int(doc+1)*t.M]
-	for s, cw := range code {
-		cb := t.model.Codebooks[(s*t.ksub+int(cw))*t.dsub:]
-		o := out[s*t.dsub : (s+1)*t.dsub]
-		for k := range o {
-			o[k] += cb[k]
-		}
-	}
-}
-
-// valRecall is the 10-recall@10 of the held-out queries when searching the
-// current model as FAISS would (probe ValNprobe lists, score the
-// reconstructions), against the teacher's top 10.
-//
-// A pseudo-query's own document (exclude[qi]) is skipped, as it is absent
-// from the teacher's results.
-func (t *trainer) valRecall(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) float64 {
-	const k = 10
-	K := teacher.K
-	d := t.d
-	var hits int
-	z := make([]float32, t.nlist)
-	xh := make([]float32, d)
-	order := make([]int, t.nlist)
-	for _, qi := range val {
-		q := queries.Row(qi)
-		for l := range z {
-			z[l] = Score(t.metric, q, t.model.Centroids[l*d:(l+1)*d])
-			order[l] = l
-		}
-		sort.Slice(order, func(a, b int) bool { return z[order[a]] > z[order[b]] })
-		h := &topHeap{}
-		ex := int32(-1)
-		if exclude != nil {
-			ex = exclude[qi]
-		}
-		for _, l := range order[:min(t.cfg.ValNprobe, t.nlist)] {
-			for _, doc := range t.members[l] {
-				if doc == ex {
-					continue
-				}
-				var s float32
-				if t.M == 0 {
-					s = Score(t.metric, q, t.docs.Row(int(doc)))
-				} else {
-					t.reconstruct(doc, xh)
-					s = Score(t.metric, q, xh)
-				}
-				if len(h.s) < k {
-					heap.Push(h, entry{s, doc})
-				} else if s > h.s[0].s {
-					h.s[0] = entry{s, doc}
-					heap.Fix(h, 0)
-				}
-			}
-		}
-		truth := teacher.IDs[qi*K : qi*K+min(k, K)]
-		for _, e := range h.s {
-			if slices.Contains(truth, e.id) {
-				hits++
-			}
-		}
-	}
-	return float64(hits) / float64(len(val)*k)
 }
 
 // adam is the Adam optimiser (no weight decay: the parameters are

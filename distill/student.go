@@ -1,0 +1,561 @@
+package distill
+
+import (
+	"container/heap"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// The students' per-query work, done a chunk of queries at a time so that
+// the dense parts are BLAS products and the PQ scores are table look-ups:
+//
+//   - IVF student: Z = Q·Oᵀ, every query's score against every centroid, in
+//     one sgemm per chunk (L2: -||q-o||² = 2q·o - ||o||² - ||q||²). Its
+//     gradient, Σ_q dz_q,l ∂Score/∂o_l, is dZᵀ·Q in one more (L2: ∂/∂o of
+//     -||q-o||² is 2(q-o), so 2dZᵀQ - 2(Σ_q dz_q,l) o_l).
+//   - PQ student, inner product: q·(o_a + û) = Z[q,a] + Σ_s LUT_q[s][code_s]
+//     with LUT_q[s][k] = q_s·c_s,k (M small sgemms per chunk). Its gradient
+//     wrt o_a is Σ_j g_j q and wrt codeword c_s,k is Σ_j g_j q_s, so each
+//     query's g_j are first summed per list and per codeword, and the sums
+//     multiply Q in sgemms too.
+//   - PQ student, L2: each candidate is decoded and scored, and 2(q - x)
+//     scattered, as the formula reads.
+//
+// A chunk's shape (gradChunk queries or fewer) depends only on the batch
+// and the shard, never on GOMAXPROCS, and each product runs single-threaded
+// (serialBLAS) on the shard's goroutine, so gradients do not depend on the
+// number of threads.
+
+// gradChunk is the most queries whose products are formed at once.
+const gradChunk = 64
+
+// workerGrad accumulates one shard's share of a batch's gradients, with its
+// scratch buffers.
+type workerGrad struct {
+	gO, gOivf, gC   []float64
+	lossPQ, lossIVF float64
+
+	qs   [][]float32
+	cs   [][]candidate
+	scr  chunkScratch
+	tbuf []float32
+	sbuf []float32
+	grad []float64
+	pt   []float64
+	ps   []float64
+	dz   []float64
+	xhat []float32
+	// dzSum is Σ_q dz_q,l of a chunk (the L2 IVF gradient's o_l term).
+	dzSum []float64
+	// w holds, per query of a chunk, dL/dz over the lists and, for the
+	// inner-product PQ student, the summed g_j per list beside it; wc the
+	// summed g_j per codeword; out and gcOut the products with Q.
+	w, wc, out, gcOut []float32
+}
+
+// chunkScratch holds a chunk's queries and their list scores and look-up
+// tables.
+type chunkScratch struct {
+	q, z, lut, onorm []float32
+}
+
+func (g *workerGrad) reset() {
+	clear(g.gO)
+	clear(g.gC)
+	if g.gOivf == nil {
+		g.gOivf = make([]float64, len(g.gO))
+	}
+	clear(g.gOivf)
+	g.lossPQ, g.lossIVF = 0, 0
+}
+
+func (g *workerGrad) add(o *workerGrad) {
+	for i, v := range o.gO {
+		g.gO[i] += v
+	}
+	for i, v := range o.gOivf {
+		g.gOivf[i] += v
+	}
+	for i, v := range o.gC {
+		g.gC[i] += v
+	}
+	g.lossPQ += o.lossPQ
+	g.lossIVF += o.lossIVF
+}
+
+func growF32(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+func growF64(s []float64, n int) []float64 {
+	if cap(s) < n {
+		return make([]float64, n)
+	}
+	return s[:n]
+}
+
+// shardGrad adds the losses and gradients of the batch queries
+// shard, shard+shards, ... to g.
+func (t *trainer) shardGrad(queries faissio.Matrix, batch []int, cands [][]candidate, shard, shards int, g *workerGrad) {
+	g.qs, g.cs = g.qs[:0], g.cs[:0]
+	for i := shard; i < len(batch); i += shards {
+		q := queries.Row(batch[i])
+		t.scoreCandidates(q, cands[i])
+		g.qs = append(g.qs, q)
+		g.cs = append(g.cs, cands[i])
+	}
+	t.batchGrad(g.qs, g.cs, g)
+}
+
+// scoreCandidates fills in the teacher scores candidates left NaN.
+func (t *trainer) scoreCandidates(q []float32, cands []candidate) {
+	for j := range cands {
+		if c := &cands[j]; c.t != c.t {
+			c.t = Score(t.metric, q, t.docs.Row(int(c.doc)))
+		}
+	}
+}
+
+// queryGrad adds one query's PQ and IVF losses and their gradients to g.
+func (t *trainer) queryGrad(q []float32, cands []candidate, g *workerGrad) {
+	t.batchGrad([][]float32{q}, [][]candidate{cands}, g)
+}
+
+// batchGrad adds the PQ and IVF losses of queries qs, each with its
+// candidates, and their gradients to g, gradChunk queries at a time.
+func (t *trainer) batchGrad(qs [][]float32, cands [][]candidate, g *workerGrad) {
+	for c0 := 0; c0 < len(qs); c0 += gradChunk {
+		c1 := min(c0+gradChunk, len(qs))
+		t.chunkGrad(qs[c0:c1], cands[c0:c1], g)
+	}
+}
+
+// prepare gathers the chunk's queries into s.q and fills s.z with their
+// scores against every centroid and, for the inner-product PQ student,
+// s.lut with their look-up tables.
+func (t *trainer) prepare(qs [][]float32, s *chunkScratch) {
+	nq, d := len(qs), t.d
+	s.q = growF32(s.q, nq*d)
+	for i, q := range qs {
+		copy(s.q[i*d:(i+1)*d], q)
+	}
+	s.z = growF32(s.z, nq*t.nlist)
+	s.onorm = growF32(s.onorm, t.nlist)
+	t.listScores(s.q, nq, s.z, s.onorm)
+	if t.M > 0 && t.metric != faissio.L2 {
+		s.lut = growF32(s.lut, nq*t.M*t.ksub)
+		t.lookupTables(s.q, nq, s.lut)
+	}
+}
+
+// listScores writes Score(q_i, o_l) into z[i*nlist+l] for the nq queries in
+// Q (row-major), with one sgemm; onorm (nlist) is scratch.
+func (t *trainer) listScores(Q []float32, nq int, z, onorm []float32) {
+	d, nlist := t.d, t.nlist
+	O := t.model.Centroids
+	sgemm(false, true, nq, nlist, d, 1, Q, d, O, d, 0, z, nlist)
+	if t.metric != faissio.L2 {
+		return
+	}
+	for l := range nlist {
+		o := O[l*d : (l+1)*d]
+		onorm[l] = dot(o, o)
+	}
+	for i := range nq {
+		q := Q[i*d : (i+1)*d]
+		qn := dot(q, q)
+		row := z[i*nlist : (i+1)*nlist]
+		for l, v := range row {
+			row[l] = 2*v - onorm[l] - qn
+		}
+	}
+}
+
+// lookupTables writes q_i,s · c_s,k into lut[i*M*ksub + s*ksub + k] for the
+// nq queries in Q: one sgemm per sub-space.
+func (t *trainer) lookupTables(Q []float32, nq int, lut []float32) {
+	d, M, ksub, dsub := t.d, t.M, t.ksub, t.dsub
+	cb := t.model.Codebooks
+	for s := range M {
+		sgemm(false, true, nq, ksub, dsub, 1, Q[s*dsub:], d, cb[s*ksub*dsub:], dsub, 0, lut[s*ksub:], M*ksub)
+	}
+}
+
+// chunkGrad adds the losses and gradients of at most gradChunk queries.
+func (t *trainer) chunkGrad(qs [][]float32, cands [][]candidate, g *workerGrad) {
+	nq, d, nlist := len(qs), t.d, t.nlist
+	s := &g.scr
+	t.prepare(qs, s)
+	l2 := t.metric == faissio.L2
+	ipPQ := t.M > 0 && !l2
+	wcols := nlist
+	if ipPQ {
+		wcols = 2 * nlist
+	}
+	g.w = growF32(g.w, nq*wcols)
+	clear(g.w)
+	nc := t.M * t.ksub
+	if ipPQ {
+		g.wc = growF32(g.wc, nq*nc)
+		clear(g.wc)
+	}
+	if l2 {
+		g.dzSum = growF64(g.dzSum, nlist)
+		clear(g.dzSum)
+	}
+	for i := range qs {
+		q := s.q[i*d : (i+1)*d]
+		z := s.z[i*nlist : (i+1)*nlist]
+		w := g.w[i*wcols : (i+1)*wcols]
+		var lut, wc []float32
+		if ipPQ {
+			lut = s.lut[i*nc : (i+1)*nc]
+			wc = g.wc[i*nc : (i+1)*nc]
+		}
+		t.queryLoss(q, z, lut, cands[i], w, wc, g)
+	}
+
+	// IVF gradient: dZᵀ·Q (then the inner-product PQ student's centroid
+	// gradient, from the list sums beside dZ in w).
+	alpha := float32(1)
+	if l2 {
+		alpha = 2
+	}
+	g.out = growF32(g.out, nlist*d)
+	sgemm(true, false, nlist, d, nq, alpha, g.w, wcols, s.q, d, 0, g.out, d)
+	O := t.model.Centroids
+	for l := range nlist {
+		gi := g.gOivf[l*d : (l+1)*d]
+		o := g.out[l*d : (l+1)*d]
+		if l2 {
+			c := 2 * g.dzSum[l]
+			ol := O[l*d : (l+1)*d]
+			for k := range gi {
+				gi[k] += float64(o[k]) - c*float64(ol[k])
+			}
+		} else {
+			for k := range gi {
+				gi[k] += float64(o[k])
+			}
+		}
+	}
+	if !ipPQ {
+		return
+	}
+	sgemm(true, false, nlist, d, nq, 1, g.w[nlist:], wcols, s.q, d, 0, g.out, d)
+	for i, v := range g.out {
+		g.gO[i] += float64(v)
+	}
+	M, ksub, dsub := t.M, t.ksub, t.dsub
+	g.gcOut = growF32(g.gcOut, nc*dsub)
+	for sub := range M {
+		sgemm(true, false, ksub, dsub, nq, 1, g.wc[sub*ksub:], nc, s.q[sub*dsub:], d, 0, g.gcOut[sub*ksub*dsub:], dsub)
+	}
+	for i, v := range g.gcOut {
+		g.gC[i] += float64(v)
+	}
+}
+
+// queryLoss adds one query's losses to g. z are its scores against every
+// centroid and lut its look-up tables (inner-product PQ student). It writes
+// dL/dz into w[:nlist] and, for the inner-product PQ student, the sum of
+// dL/ds_j over each list's candidates into w[nlist:] and over each
+// codeword's into wc; the L2 PQ student's gradients go straight into g.
+func (t *trainer) queryLoss(q, z, lut []float32, cands []candidate, w, wc []float32, g *workerGrad) {
+	n, nlist := len(cands), t.nlist
+	g.tbuf, g.sbuf = growF32(g.tbuf, n), growF32(g.sbuf, n)
+	g.grad = growF64(g.grad, n)
+	for j, c := range cands {
+		g.tbuf[j] = c.t
+	}
+
+	if t.M > 0 {
+		M, ksub := t.M, t.ksub
+		if lut != nil {
+			// PQ student by look-up: z[a] + Σ_s q_s·c_s,code_s.
+			for j, c := range cands {
+				code := t.codes[int(c.doc)*M : int(c.doc+1)*M]
+				g.sbuf[j] = z[t.lists[c.doc]] + lutScore(lut, code, ksub)
+			}
+			g.lossPQ += t.loss(g.tbuf, g.sbuf, t.temp, g.grad)
+			wl := w[nlist:]
+			for j, c := range cands {
+				gj := float32(g.grad[j])
+				if gj == 0 {
+					continue
+				}
+				wl[t.lists[c.doc]] += gj
+				code := t.codes[int(c.doc)*M : int(c.doc+1)*M]
+				for sub, cw := range code {
+					wc[sub*ksub+int(cw)] += gj
+				}
+			}
+		} else {
+			t.l2PQGrad(q, cands, g)
+		}
+	}
+
+	// IVF student.
+	dz := growF64(g.dz, nlist)
+	g.dz = dz
+	switch t.cfg.IVFLoss {
+	case "list":
+		// Teacher mass of a list: the teacher softmax summed over the
+		// query's candidates in it; student: softmax over all lists.
+		g.pt = growF64(g.pt, n)
+		softmax(g.tbuf, t.temp, g.pt)
+		clear(dz)
+		for j, c := range cands {
+			dz[t.lists[c.doc]] += g.pt[j]
+		}
+		g.ps = growF64(g.ps, nlist)
+		lse := softmax(z, t.temp, g.ps)
+		for l := range dz {
+			if dz[l] > 0 {
+				g.lossIVF -= dz[l] * (float64(z[l])/t.temp - lse)
+			}
+			dz[l] = (g.ps[l] - dz[l]) / t.temp
+		}
+	case "doc":
+		for j, c := range cands {
+			g.sbuf[j] = z[t.lists[c.doc]]
+		}
+		g.lossIVF += t.loss(g.tbuf, g.sbuf, t.temp, g.grad)
+		clear(dz)
+		for j, c := range cands {
+			dz[t.lists[c.doc]] += g.grad[j]
+		}
+	}
+	for l, v := range dz {
+		w[l] = float32(v)
+	}
+	if t.metric == faissio.L2 {
+		for l := range dz {
+			g.dzSum[l] += float64(w[l])
+		}
+	}
+}
+
+// lutScore is Σ_s lut[s*ksub + code[s]], q·û for the query whose look-up
+// tables lut are (four running sums, to shorten the chain of additions).
+func lutScore(lut []float32, code []uint8, ksub int) float32 {
+	var s0, s1, s2, s3 float32
+	s := 0
+	for ; s+4 <= len(code); s += 4 {
+		s0 += lut[s*ksub+int(code[s])]
+		s1 += lut[(s+1)*ksub+int(code[s+1])]
+		s2 += lut[(s+2)*ksub+int(code[s+2])]
+		s3 += lut[(s+3)*ksub+int(code[s+3])]
+	}
+	for ; s < len(code); s++ {
+		s0 += lut[s*ksub+int(code[s])]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// l2PQGrad is the L2 PQ student: it decodes each candidate x = o_a + û,
+// scores -||q - x||², and adds the loss and g_j·2(q - x) to the centroid
+// and codewords x came from.
+func (t *trainer) l2PQGrad(q []float32, cands []candidate, g *workerGrad) {
+	n, d, M, ksub, dsub := len(cands), t.d, t.M, t.ksub, t.dsub
+	g.xhat = growF32(g.xhat, n*d)
+	for j, c := range cands {
+		xh := g.xhat[j*d : (j+1)*d]
+		t.reconstruct(c.doc, xh)
+		g.sbuf[j] = Score(faissio.L2, q, xh)
+	}
+	g.lossPQ += t.loss(g.tbuf, g.sbuf, t.temp, g.grad)
+	for j, c := range cands {
+		gj := g.grad[j]
+		if gj == 0 {
+			continue
+		}
+		xh := g.xhat[j*d : (j+1)*d]
+		a := int(t.lists[c.doc])
+		gO := g.gO[a*d : (a+1)*d]
+		code := t.codes[int(c.doc)*M : int(c.doc+1)*M]
+		for sub, cw := range code {
+			off := (sub*ksub + int(cw)) * dsub
+			gc := g.gC[off : off+dsub]
+			for k := range gc {
+				i := sub*dsub + k
+				v := gj * float64(2*(q[i]-xh[i]))
+				gO[i] += v
+				gc[k] += v
+			}
+		}
+	}
+}
+
+// reconstruct writes o_a(doc) + û_doc, the vector FAISS scores for doc.
+func (t *trainer) reconstruct(doc int32, out []float32) {
+	var code []uint8
+	if t.M > 0 {
+		code = t.codes[int(doc)*t.M : int(doc+1)*t.M]
+	}
+	t.decode(int(t.lists[doc]), code, out)
+}
+
+// decode writes o_a + û, û the PQ codewords named by code, into out.
+func (t *trainer) decode(a int, code []uint8, out []float32) {
+	d := t.d
+	copy(out, t.model.Centroids[a*d:(a+1)*d])
+	for s, cw := range code {
+		cb := t.model.Codebooks[(s*t.ksub+int(cw))*t.dsub:]
+		o := out[s*t.dsub : (s+1)*t.dsub]
+		for k := range o {
+			o[k] += cb[k]
+		}
+	}
+}
+
+// valRecall is the 10-recall@10 of the held-out queries when searching the
+// current model as FAISS would (probe ValNprobe lists, score the
+// reconstructions), against the teacher's top 10.
+//
+// A pseudo-query's own document (exclude[qi]) is skipped, as it is absent
+// from the teacher's results.
+//
+// As FAISS does, it keeps the codes in list order (here a copy made for the
+// call) and scores inner-product PQ codes by look-up. Chunks of gradChunk
+// queries run on up to GOMAXPROCS goroutines; the result, a count of hits,
+// does not depend on their number.
+func (t *trainer) valRecall(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) float64 {
+	const k = 10
+	var lc listCodes
+	if t.M > 0 {
+		lc = t.listCodes()
+	}
+	nchunks := (len(val) + gradChunk - 1) / gradChunk
+	hits := make([]int, nchunks)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), nchunks) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var s chunkScratch
+			for {
+				c := int(next.Add(1)) - 1
+				if c >= nchunks {
+					return
+				}
+				hits[c] = t.valChunk(queries, val[c*gradChunk:min((c+1)*gradChunk, len(val))], teacher, exclude, k, lc, &s)
+			}
+		}()
+	}
+	wg.Wait()
+	var sum int
+	for _, h := range hits {
+		sum += h
+	}
+	return float64(sum) / float64(len(val)*k)
+}
+
+// listCodes are the documents' PQ codes in list order: list l's members'
+// codes are codes[start[l]*M : start[l+1]*M], in the order of members[l].
+type listCodes struct {
+	codes []uint8
+	start []int
+}
+
+func (t *trainer) listCodes() listCodes {
+	M := t.M
+	lc := listCodes{codes: make([]uint8, len(t.codes)), start: make([]int, t.nlist+1)}
+	p := 0
+	for l, mem := range t.members {
+		lc.start[l] = p
+		for _, doc := range mem {
+			copy(lc.codes[p*M:(p+1)*M], t.codes[int(doc)*M:int(doc+1)*M])
+			p++
+		}
+	}
+	lc.start[t.nlist] = p
+	return lc
+}
+
+// valChunk is the number of the teacher's top k found in the top k of the
+// model's search, summed over the queries val.
+func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32, k int, lc listCodes, s *chunkScratch) int {
+	K, d, nlist, M := teacher.K, t.d, t.nlist, t.M
+	qs := make([][]float32, len(val))
+	for i, qi := range val {
+		qs[i] = queries.Row(qi)
+	}
+	t.prepare(qs, s)
+	nprobe := min(t.cfg.ValNprobe, nlist)
+	nc := M * t.ksub
+	xh := make([]float32, d)
+	probe, h := &topHeap{}, &topHeap{}
+	hits := 0
+	for i, qi := range val {
+		q := s.q[i*d : (i+1)*d]
+		z := s.z[i*nlist : (i+1)*nlist]
+		probe.s = probe.s[:0]
+		for l, v := range z {
+			pushTop(probe, nprobe, entry{v, int32(l)})
+		}
+		var lut []float32
+		if M > 0 && t.metric != faissio.L2 {
+			lut = s.lut[i*nc : (i+1)*nc]
+		}
+		ex := int32(-1)
+		if exclude != nil {
+			ex = exclude[qi]
+		}
+		h.s = h.s[:0]
+		for _, pl := range probe.s {
+			l := int(pl.id)
+			var codes []uint8
+			if M > 0 {
+				codes = lc.codes[lc.start[l]*M : lc.start[l+1]*M]
+			}
+			for p, doc := range t.members[l] {
+				if doc == ex {
+					continue
+				}
+				var sc float32
+				switch {
+				case M == 0:
+					sc = Score(t.metric, q, t.docs.Row(int(doc)))
+				case lut != nil:
+					sc = z[l] + lutScore(lut, codes[p*M:(p+1)*M], t.ksub)
+				default:
+					t.decode(l, codes[p*M:(p+1)*M], xh)
+					sc = Score(t.metric, q, xh)
+				}
+				pushTop(h, k, entry{sc, doc})
+			}
+		}
+		truth := teacher.IDs[qi*K : qi*K+min(k, K)]
+		for _, e := range h.s {
+			if slices.Contains(truth, e.id) {
+				hits++
+			}
+		}
+	}
+	return hits
+}
+
+// pushTop keeps in h the best k entries seen: higher score, then lower id,
+// whatever the order they come in.
+func pushTop(h *topHeap, k int, e entry) {
+	if k <= 0 {
+		return
+	}
+	if len(h.s) < k {
+		heap.Push(h, e)
+		return
+	}
+	if m := h.s[0]; e.s > m.s || (e.s == m.s && e.id < m.id) {
+		h.s[0] = e
+		heap.Fix(h, 0)
+	}
+}

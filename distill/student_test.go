@@ -1,0 +1,301 @@
+package distill
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/distillvq/distillvq/faissio"
+)
+
+// refQueryGrad is the students' gradient as the formulas read, one query at
+// a time, in float64 accumulators: every candidate decoded and scored,
+// every centroid scored, and each gradient scattered vector by vector. It
+// is what batchGrad's look-up tables and products must reproduce.
+func (t *trainer) refQueryGrad(q []float32, cands []candidate, g *workerGrad) {
+	n, d := len(cands), t.d
+	O := t.model.Centroids
+	tb, sb, grad := make([]float32, n), make([]float32, n), make([]float64, n)
+	for j, c := range cands {
+		tb[j] = c.t
+	}
+	scoreGrad := func(x []float32) []float64 {
+		v := make([]float64, d)
+		for k := range v {
+			if t.metric == faissio.L2 {
+				v[k] = 2 * (float64(q[k]) - float64(x[k]))
+			} else {
+				v[k] = float64(q[k])
+			}
+		}
+		return v
+	}
+	if t.M > 0 {
+		xhat := make([][]float32, n)
+		for j, c := range cands {
+			xhat[j] = make([]float32, d)
+			t.reconstruct(c.doc, xhat[j])
+			sb[j] = Score(t.metric, q, xhat[j])
+		}
+		g.lossPQ += t.loss(tb, sb, t.temp, grad)
+		for j, c := range cands {
+			v := scoreGrad(xhat[j])
+			a := int(t.lists[c.doc])
+			for k, x := range v {
+				g.gO[a*d+k] += grad[j] * x
+			}
+			code := t.codes[int(c.doc)*t.M : int(c.doc+1)*t.M]
+			for s, cw := range code {
+				off := (s*t.ksub + int(cw)) * t.dsub
+				for k := range t.dsub {
+					g.gC[off+k] += grad[j] * v[s*t.dsub+k]
+				}
+			}
+		}
+	}
+	z := make([]float32, t.nlist)
+	for l := range z {
+		z[l] = Score(t.metric, q, O[l*d:(l+1)*d])
+	}
+	dz := make([]float64, t.nlist)
+	switch t.cfg.IVFLoss {
+	case "list":
+		pt, ps := make([]float64, n), make([]float64, t.nlist)
+		softmax(tb, t.temp, pt)
+		for j, c := range cands {
+			dz[t.lists[c.doc]] += pt[j]
+		}
+		lse := softmax(z, t.temp, ps)
+		for l := range dz {
+			if dz[l] > 0 {
+				g.lossIVF -= dz[l] * (float64(z[l])/t.temp - lse)
+			}
+			dz[l] = (ps[l] - dz[l]) / t.temp
+		}
+	case "doc":
+		for j, c := range cands {
+			sb[j] = z[t.lists[c.doc]]
+		}
+		g.lossIVF += t.loss(tb, sb, t.temp, grad)
+		for j, c := range cands {
+			dz[t.lists[c.doc]] += grad[j]
+		}
+	}
+	for l, gl := range dz {
+		v := scoreGrad(O[l*d : (l+1)*d])
+		for k, x := range v {
+			g.gOivf[l*d+k] += gl * x
+		}
+	}
+}
+
+// refValRecall is valRecall as the formulas read: sort the lists, decode
+// and score every document of the probed ones.
+func (t *trainer) refValRecall(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) float64 {
+	const k = 10
+	K, d := teacher.K, t.d
+	var hits int
+	z := make([]float32, t.nlist)
+	xh := make([]float32, d)
+	order := make([]int, t.nlist)
+	for _, qi := range val {
+		q := queries.Row(qi)
+		for l := range z {
+			z[l] = Score(t.metric, q, t.model.Centroids[l*d:(l+1)*d])
+			order[l] = l
+		}
+		sort.SliceStable(order, func(a, b int) bool { return z[order[a]] > z[order[b]] })
+		h := &topHeap{}
+		for _, l := range order[:min(t.cfg.ValNprobe, t.nlist)] {
+			for _, doc := range t.members[l] {
+				if exclude != nil && doc == exclude[qi] {
+					continue
+				}
+				t.reconstruct(doc, xh)
+				if t.M == 0 {
+					copy(xh, t.docs.Row(int(doc)))
+				}
+				e := entry{Score(t.metric, q, xh), doc}
+				if len(h.s) < k {
+					heap.Push(h, e)
+				} else if e.s > h.s[0].s {
+					h.s[0] = e
+					heap.Fix(h, 0)
+				}
+			}
+		}
+		for _, e := range h.s {
+			if slices.Contains(teacher.IDs[qi*K:qi*K+min(k, K)], e.id) {
+				hits++
+			}
+		}
+	}
+	return float64(hits) / float64(len(val)*k)
+}
+
+// studentProblem is a small clustered data set with a k-means-like model
+// (centroids and codewords near the data, as training leaves them) and a
+// batch of queries, each with its teacher top 30 and 20 random candidates.
+func studentProblem(metric faissio.Metric, M int, ivfLoss, lossName string) (*trainer, [][]float32, [][]candidate, faissio.Matrix, *Teacher) {
+	rng := rand.New(rand.NewPCG(21, uint64(M)))
+	const n, d, nlist, nq, nbits = 1200, 16, 24, 150, 5
+	centers := randMatrix(rng, nlist, d)
+	docs := faissio.Matrix{Rows: n, Cols: d, Data: make([]float32, n*d)}
+	for i := range n {
+		c := centers.Row(rng.IntN(nlist))
+		for k, v := range c {
+			docs.Data[i*d+k] = 2*v + float32(rng.NormFloat64())
+		}
+	}
+	m := &Model{D: d, Metric: metric, Nlist: nlist, Centroids: slices.Clone(centers.Data), M: M, Nbits: nbits}
+	for i := range m.Centroids {
+		m.Centroids[i] = 2*m.Centroids[i] + 0.2*float32(rng.NormFloat64())
+	}
+	if M > 0 {
+		m.Codebooks = randMatrix(rng, 1<<nbits, d).Data
+	}
+	loss, _ := LossByName(lossName)
+	t := newTrainer(DistillConfig{IVFLoss: ivfLoss, ValNprobe: 5}, docs, m, m.Assign(docs))
+	t.loss, t.temp, t.ivfW = loss, 0.5, 1
+	t.refreshCodes()
+	queries := faissio.Matrix{Rows: nq, Cols: d, Data: make([]float32, nq*d)}
+	for i := range nq {
+		c := centers.Row(rng.IntN(nlist))
+		for k, v := range c {
+			queries.Data[i*d+k] = 2*v + float32(rng.NormFloat64())
+		}
+	}
+	teacher := ExactTopK(docs, queries, 30, metric, nil)
+	qs, cands := make([][]float32, nq), make([][]candidate, nq)
+	for i := range nq {
+		qs[i] = queries.Row(i)
+		for r := range teacher.K {
+			cands[i] = append(cands[i], candidate{teacher.IDs[i*teacher.K+r], teacher.Scores[i*teacher.K+r]})
+		}
+		for range 20 {
+			doc := int32(rng.IntN(n))
+			cands[i] = append(cands[i], candidate{doc, Score(metric, qs[i], docs.Row(int(doc)))})
+		}
+	}
+	return t, qs, cands, queries, teacher
+}
+
+func newWorkerGrad(m *Model) *workerGrad {
+	g := &workerGrad{gO: make([]float64, len(m.Centroids)), gC: make([]float64, len(m.Codebooks))}
+	g.reset()
+	return g
+}
+
+// TestStudentGradientsMatchReference checks the look-up-table and sgemm
+// students against refQueryGrad: losses and every gradient over a batch of
+// 150 queries (three chunks), for both metrics, IVFPQ and IVFFlat, both IVF
+// losses.
+func TestStudentGradientsMatchReference(t *testing.T) {
+	for _, metric := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
+		for _, M := range []int{4, 8, 0} {
+			for _, ivfLoss := range []string{"list", "doc"} {
+				for _, lossName := range []string{"listnet", "mse"} {
+					t.Run(fmt.Sprintf("%s/M%d/%s/%s", metric, M, ivfLoss, lossName), func(t *testing.T) {
+						tr, qs, cands, _, _ := studentProblem(metric, M, ivfLoss, lossName)
+						ref, fast := newWorkerGrad(tr.model), newWorkerGrad(tr.model)
+						for i, q := range qs {
+							tr.refQueryGrad(q, cands[i], ref)
+						}
+						tr.batchGrad(qs, cands, fast)
+						closeScalar := func(name string, got, want float64) {
+							if math.Abs(got-want) > 1e-4*math.Abs(want)+1e-9 {
+								t.Errorf("%s: fast %.8g, reference %.8g", name, got, want)
+							}
+						}
+						closeScalar("PQ loss", fast.lossPQ, ref.lossPQ)
+						closeScalar("IVF loss", fast.lossIVF, ref.lossIVF)
+						closeVec := func(name string, got, want []float64) {
+							var scale, worst float64
+							for _, v := range want {
+								scale = math.Max(scale, math.Abs(v))
+							}
+							if scale == 0 && M > 0 && name != "gO (IVF)" {
+								t.Errorf("%s: reference gradient is zero", name)
+							}
+							for i := range want {
+								if scale == 0 {
+									worst = math.Max(worst, math.Abs(got[i]))
+								} else {
+									worst = math.Max(worst, math.Abs(got[i]-want[i])/scale)
+								}
+							}
+							t.Logf("%s: largest difference %.3g of the largest entry %.3g", name, worst, scale)
+							if worst > 1e-4 {
+								t.Errorf("%s: largest difference %.3g of the largest entry %.3g", name, worst, scale)
+							}
+						}
+						closeVec("gO (PQ)", fast.gO, ref.gO)
+						closeVec("gO (IVF)", fast.gOivf, ref.gOivf)
+						closeVec("gC", fast.gC, ref.gC)
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestValRecallMatchesReference checks the look-up-table validation search
+// against decoding every document.
+func TestValRecallMatchesReference(t *testing.T) {
+	for _, metric := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
+		for _, M := range []int{4, 0} {
+			tr, _, _, queries, teacher := studentProblem(metric, M, "list", "listnet")
+			val := make([]int, queries.Rows)
+			exclude := make([]int32, queries.Rows)
+			for i := range val {
+				val[i] = i
+				exclude[i] = -1
+				if i%3 == 0 {
+					exclude[i] = teacher.IDs[i*teacher.K+1]
+				}
+			}
+			got, want := tr.valRecall(queries, val, teacher, exclude), tr.refValRecall(queries, val, teacher, exclude)
+			// A tie broken the other way, from rounding, can move a hit.
+			if math.Abs(got-want) > 2.5/float64(len(val)*10) {
+				t.Errorf("%s M=%d: recall %.4f, reference %.4f", metric, M, got, want)
+			}
+		}
+	}
+}
+
+// TestDistillSameForAnyThreadCount checks that distillation returns the
+// same model with one core as with several: the shards' products have
+// shapes that do not depend on GOMAXPROCS.
+func TestDistillSameForAnyThreadCount(t *testing.T) {
+	for _, metric := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
+		tr, _, _, queries, _ := studentProblem(metric, 4, "list", "listnet")
+		init := &Model{D: tr.d, Metric: metric, Nlist: tr.nlist, Centroids: slices.Clone(tr.model.Centroids),
+			M: tr.M, Nbits: tr.model.Nbits, Codebooks: slices.Clone(tr.model.Codebooks)}
+		lists := init.Assign(tr.docs)
+		run := func(procs int) (*Model, []EpochStats) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			m, curve, err := Distill(context.Background(), tr.docs, init, lists,
+				DistillConfig{Queries: queries, Epochs: 2, Batch: 260, PseudoQueries: 200, Val: 50, TopK: 20, InBatch: 20, Seed: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m, curve
+		}
+		m1, c1 := run(1)
+		m3, c3 := run(3)
+		if !slices.Equal(m1.Centroids, m3.Centroids) || !slices.Equal(m1.Codebooks, m3.Codebooks) {
+			t.Errorf("%s: the model differs between 1 and 3 threads", metric)
+		}
+		for i := range c1 {
+			if c1[i].LossPQ != c3[i].LossPQ || c1[i].LossIVF != c3[i].LossIVF || c1[i].ValRecall != c3[i].ValRecall {
+				t.Errorf("%s: epoch %d differs between 1 and 3 threads: %+v, %+v", metric, i, c1[i], c3[i])
+			}
+		}
+	}
+}
