@@ -228,8 +228,9 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 		mem := []string{"--max-memory", "3GiB", "--train-size", "262144"}
 		cases = append(cases, benchCase{Section: "large", Data: largeCase, Docs: l + "/docs", Queries: l + "/queries.npy", Metric: "l2", Nlist: 4096,
 			Builds: []benchBuild{
+				// build's default trainer at its default settings first.
+				{"distilled IVFPQ (3 GiB)", with(pq(64), with(mem, "--train", "distill")...)},
 				{"k-means IVFPQ (3 GiB)", with(pq(64), with(mem, "--train", "kmeans")...)},
-				{"distilled IVFPQ (3 GiB)", with(pq(64), with(mem, "--train", "distill", "--epochs", "2")...)},
 			}})
 	}
 	return cases
