@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -366,6 +367,14 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 		return nil, err
 	}
 	rep.TrainRows, rep.MemoryPlan = plan.trainRows, plan.bytes
+	if plan.limit > baseBytes {
+		// The plan counts live data; the Go collector, left to itself, lets
+		// the heap grow to twice the live data before it runs. Its soft
+		// limit makes it collect the k-means sample and other dropped
+		// buffers before the process outgrows the bound. FAISS's and
+		// OpenBLAS's own memory lie outside the Go heap (baseBytes).
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(plan.limit - baseBytes))
+	}
 	if plan.distillSample {
 		rep.DistillDocs = plan.trainRows
 	}

@@ -16,6 +16,7 @@ import (
 type memoryPlan struct {
 	trainRows int   // rows of the training sample read from disk
 	bytes     int64 // planned peak
+	limit     int64 // the bound planned against; <= 0 for none
 	// distillSample is set when --train distill learns from trainRows
 	// documents rather than all of them, to fit.
 	distillSample bool
@@ -60,35 +61,49 @@ func planMemory(o BuildOptions, cfg distill.Config, n, d int) (memoryPlan, error
 	if o.OPQ {
 		perRow *= 2 // the rotated copy
 	}
-	plan := memoryPlan{trainRows: rows}
+	// The PQ training copies its sample (256 per codeword) and computes its
+	// residuals beside it.
+	pqSample := 2 * int64(min(n, 256*ksub)) * int64(d) * 4
+	plan := memoryPlan{trainRows: rows, limit: limit}
 	if o.Train != "kmeans" {
 		// Every document, plus the distillation's teacher lists and
-		// gradients (a generous 25% more).
+		// gradients (a generous 25% more), plus, while the k-means trains,
+		// the copy of its sample when it is not all the documents held.
 		perDoc := perRow * 5 / 4
+		training := func(held int) int64 {
+			if held > rows {
+				return int64(rows)*perRow + pqSample
+			}
+			return pqSample
+		}
 		plan.trainRows = n
-		plan.bytes = fixed + int64(n)*perDoc
+		plan.bytes = fixed + int64(n)*perDoc + training(n)
 		if limit <= 0 || plan.bytes <= limit {
 			return plan, nil
 		}
 		// Distillation can learn from a sample of the documents, as the
 		// k-means does, and encode the rest with what it learned.
 		least := max(39*cfg.Nlist, ksub, 1000)
-		if fit := int((limit - fixed) / perDoc); o.Train == "distill" && o.Qrels == "" && fit >= least {
+		fit := int((limit - fixed - training(n)) / perDoc)
+		if fit <= rows {
+			fit = int((limit - fixed - training(0)) / perDoc)
+		}
+		if o.Train == "distill" && o.Qrels == "" && fit >= least {
 			plan.trainRows, plan.distillSample = fit, true
-			plan.bytes = fixed + int64(fit)*perDoc
+			plan.bytes = fixed + int64(fit)*perDoc + training(fit)
 			return plan, nil
 		}
 		return plan, fmt.Errorf("--train %s holds all %d documents in memory: about %s, more than --max-memory %s; --train kmeans streams them and needs about %s",
 			o.Train, n, showBytes(plan.bytes), showBytes(limit), showBytes(fixed+int64(min(rows, n))*perRow))
 	}
-	plan.bytes = fixed + int64(rows)*perRow
+	plan.bytes = fixed + int64(rows)*perRow + pqSample
 	if limit <= 0 || plan.bytes <= limit {
 		return plan, nil
 	}
 	least := min(n, max(39*cfg.Nlist, ksub))
-	if fit := int((limit - fixed) / perRow); o.TrainSize == 0 && fit >= least {
+	if fit := int((limit - fixed - pqSample) / perRow); o.TrainSize == 0 && fit >= least {
 		plan.trainRows = fit
-		plan.bytes = fixed + int64(fit)*perRow
+		plan.bytes = fixed + int64(fit)*perRow + pqSample
 		return plan, nil
 	}
 	return plan, fmt.Errorf("the build needs about %s for %d training rows, more than --max-memory %s; the least it can train with (%d rows, 39 per list) needs %s",
