@@ -24,8 +24,14 @@ func TestUnwritableAndUnreadablePaths(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "./distillvq").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	docs, err := filepath.Abs(gloveDocs)
+	// A copy the user nobody can read: the checkout may lie in a folder
+	// only root may enter.
+	docs := filepath.Join(dir, "docs.npy")
+	data, err := os.ReadFile(gloveDocs)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(docs, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	root := os.Geteuid() == 0
@@ -69,11 +75,7 @@ func TestUnwritableAndUnreadablePaths(t *testing.T) {
 	}
 
 	secret := filepath.Join(dir, "secret.npy")
-	b, err := os.ReadFile(docs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(secret, b, 0o600)
+	os.WriteFile(secret, data, 0o600)
 	if root {
 		os.Chown(secret, 0, 0)
 	}
