@@ -367,13 +367,12 @@ func Build(ctx context.Context, o BuildOptions, progress func(phase string, done
 		return nil, err
 	}
 	rep.TrainRows, rep.MemoryPlan = plan.trainRows, plan.bytes
-	if plan.limit > baseBytes {
+	if goLimit := goMemoryLimit(plan.limit); goLimit > 0 {
 		// The plan counts live data; the Go collector, left to itself, lets
 		// the heap grow to twice the live data before it runs. Its soft
 		// limit makes it collect the k-means sample and other dropped
-		// buffers before the process outgrows the bound. FAISS's and
-		// OpenBLAS's own memory lie outside the Go heap (baseBytes).
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(plan.limit - baseBytes))
+		// buffers before the process outgrows the bound.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(goLimit))
 	}
 	if plan.distillSample {
 		rep.DistillDocs = plan.trainRows

@@ -22,6 +22,12 @@ type memoryPlan struct {
 	distillSample bool
 }
 
+// goMemoryLimit is the Go collector's soft limit for a build planned
+// against limit: the heap may grow past the live data the plan counts (at
+// most 85% of limit) until this, which leaves FAISS's and OpenBLAS's own
+// memory room below limit.
+func goMemoryLimit(limit int64) int64 { return limit - baseBytes - limit/20 }
+
 // baseBytes is what the process holds before any data: the Go runtime,
 // FAISS and OpenBLAS's buffers.
 const baseBytes = 100 << 20
@@ -65,6 +71,11 @@ func planMemory(o BuildOptions, cfg distill.Config, n, d int) (memoryPlan, error
 	// residuals beside it.
 	pqSample := 2 * int64(min(n, 256*ksub)) * int64(d) * 4
 	plan := memoryPlan{trainRows: rows, limit: limit}
+	// The planned peak is the live data counted here plus headroom, 15% of
+	// the peak, for the Go collector (goMemoryLimit) and for FAISS's and
+	// OpenBLAS's own memory; live data may use what the bound leaves.
+	peak := func(live int64) int64 { return live * 20 / 17 }
+	budget := limit * 17 / 20
 	if o.Train != "kmeans" {
 		// Every document, plus the distillation's teacher lists and
 		// gradients (a generous 25% more), plus, while the k-means trains,
@@ -77,37 +88,37 @@ func planMemory(o BuildOptions, cfg distill.Config, n, d int) (memoryPlan, error
 			return pqSample
 		}
 		plan.trainRows = n
-		plan.bytes = fixed + int64(n)*perDoc + training(n)
+		plan.bytes = peak(fixed + int64(n)*perDoc + training(n))
 		if limit <= 0 || plan.bytes <= limit {
 			return plan, nil
 		}
 		// Distillation can learn from a sample of the documents, as the
 		// k-means does, and encode the rest with what it learned.
 		least := max(39*cfg.Nlist, ksub, 1000)
-		fit := int((limit - fixed - training(n)) / perDoc)
+		fit := int((budget - fixed - training(n)) / perDoc)
 		if fit <= rows {
-			fit = int((limit - fixed - training(0)) / perDoc)
+			fit = int((budget - fixed - training(0)) / perDoc)
 		}
 		if o.Train == "distill" && o.Qrels == "" && fit >= least {
 			plan.trainRows, plan.distillSample = fit, true
-			plan.bytes = fixed + int64(fit)*perDoc + training(fit)
+			plan.bytes = peak(fixed + int64(fit)*perDoc + training(fit))
 			return plan, nil
 		}
 		return plan, fmt.Errorf("--train %s holds all %d documents in memory: about %s, more than --max-memory %s; --train kmeans streams them and needs about %s",
-			o.Train, n, showBytes(plan.bytes), showBytes(limit), showBytes(fixed+int64(min(rows, n))*perRow))
+			o.Train, n, showBytes(plan.bytes), showBytes(limit), showBytes(peak(fixed+int64(rows)*perRow+pqSample)))
 	}
-	plan.bytes = fixed + int64(rows)*perRow + pqSample
+	plan.bytes = peak(fixed + int64(rows)*perRow + pqSample)
 	if limit <= 0 || plan.bytes <= limit {
 		return plan, nil
 	}
 	least := min(n, max(39*cfg.Nlist, ksub))
-	if fit := int((limit - fixed - pqSample) / perRow); o.TrainSize == 0 && fit >= least {
+	if fit := int((budget - fixed - pqSample) / perRow); o.TrainSize == 0 && fit >= least {
 		plan.trainRows = fit
-		plan.bytes = fixed + int64(fit)*perRow + pqSample
+		plan.bytes = peak(fixed + int64(fit)*perRow + pqSample)
 		return plan, nil
 	}
 	return plan, fmt.Errorf("the build needs about %s for %d training rows, more than --max-memory %s; the least it can train with (%d rows, 39 per list) needs %s",
-		showBytes(plan.bytes), rows, showBytes(limit), least, showBytes(fixed+int64(least)*perRow))
+		showBytes(plan.bytes), rows, showBytes(limit), least, showBytes(peak(fixed+int64(least)*perRow+pqSample)))
 }
 
 // readSample reads rows distinct documents drawn at random (all of them
