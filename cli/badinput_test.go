@@ -57,6 +57,12 @@ func TestBadInputFailsCleanly(t *testing.T) {
 	nanData := make([]byte, 4*2*400)
 	binary.LittleEndian.PutUint32(nanData[4*(2*321+1):], 0x7fc00000) // row 321, column 1
 	writeRawNpy(t, nan, "{'descr': '<f4', 'fortran_order': False, 'shape': (400, 2), }", nanData)
+	inf := filepath.Join(dir, "inf.npy")
+	infData := make([]byte, 4*2*400)
+	binary.LittleEndian.PutUint32(infData[4*(2*7):], 0xff800000) // row 7, column 0: -Inf
+	writeRawNpy(t, inf, "{'descr': '<f4', 'fortran_order': False, 'shape': (400, 2), }", infData)
+	text := filepath.Join(dir, "text.npy")
+	os.WriteFile(text, []byte("id,x,y\n1,0.5,0.25\n"), 0o644)
 	shards := filepath.Join(dir, "shards")
 	os.Mkdir(shards, 0o755)
 	writeRawNpy(t, filepath.Join(shards, "a.npy"), "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2), }", make([]byte, 32))
@@ -98,6 +104,9 @@ func TestBadInputFailsCleanly(t *testing.T) {
 		{"NaN with its row (k-means sample)", build(nan, "--index", "ivfflat", "--nlist", "2", "--train", "kmeans", "--train-size", "100"), "row 321, column 1 is NaN"},
 		{"NaN with its row (distill)", build(nan, "--index", "ivfflat", "--nlist", "2"), "row 321, column 1 is NaN"},
 		{"shards with different dims", build(shards), "3 columns"},
+		{"Inf with its row", build(inf, "--index", "ivfflat", "--nlist", "2"), "row 7, column 0 is -Inf"},
+		{"not an npy", build(text), "text.npy"},
+		{"ip index, queries of another dim (eval)", []string{"eval", "--docs", gloveDocs, "--queries", wrongDim, "--index", good}, "d=3"},
 		{"ids of the wrong length", build(gloveDocs, "--ids", idsShort), "3 ids for 20000"},
 		{"duplicate ids", build(gloveDocs, "--ids", idsDup), "duplicate id"},
 		{"negative ids", build(gloveDocs, "--ids", idsNeg), "negative"},
@@ -137,7 +146,7 @@ func leftovers(t *testing.T, dir string) []string {
 	want := map[string]bool{"truncated.npy": true, "int8.npy": true, "oned.npy": true, "q3.npy": true,
 		"garbage.faiss": true, "good.faiss": true, "cut.faiss": true, "out.faiss": true,
 		"threed.npy": true, "fortran.npy": true, "object.npy": true, "zero.npy": true, "nan.npy": true, "shards": true,
-		"ids-short.npy": true, "ids-dup.npy": true, "ids-neg.npy": true}
+		"ids-short.npy": true, "ids-dup.npy": true, "ids-neg.npy": true, "inf.npy": true, "text.npy": true}
 	entries, _ := os.ReadDir(dir)
 	var left []string
 	for _, e := range entries {
@@ -158,6 +167,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"search", "--index", "x.faiss", "--queries", gloveQ, "-k", "0"},
 		{"build", "--no-such-flag"},
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nbits", "9"},
+		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nlist", "-3"},
 	} {
 		code, _, stderr := run(t, args...)
 		if code != 2 {

@@ -458,3 +458,25 @@ func TestBlockedGroundTruth(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalMetricNote evaluates an inner-product index against exact L2
+// search (--metric l2): allowed, with a one-line note on stderr, and the
+// report says which metric the recall was measured against.
+func TestEvalMetricNote(t *testing.T) {
+	dir := t.TempDir()
+	index := filepath.Join(dir, "ip.faiss")
+	mustRun(t, "build", "--docs", gloveDocs, "--index", "ivfflat", "--nlist", "16", "--train", "kmeans", "--metric", "ip", "-o", index)
+	js := filepath.Join(dir, "r.json")
+	_, errs := runOK(t, "eval", "--docs", gloveDocs, "--queries", gloveQ, "--index", index, "--nprobe", "4",
+		"--metric", "l2", "--no-cache", "--min-time", "1ms", "--json", js)
+	if !strings.Contains(errs, "searches by ip; its recall is measured against exact l2 search") {
+		t.Errorf("stderr %q lacks the metric note", errs)
+	}
+	var rep EvalReport
+	if b, err := os.ReadFile(js); err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatal(err)
+	}
+	if got := rep.Indexes[0]; got.Metric != faissio.InnerProduct || got.GTMetric != faissio.L2 {
+		t.Errorf("report metric %v, ground truth %v; want ip and l2", got.Metric, got.GTMetric)
+	}
+}
