@@ -51,8 +51,12 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $${n}x -fuzzminimizetime 200x ./faissio/ || exit 1; \
 	done
 
+# The packages' tests under the race detector, and the CLI's in-process
+# ones that run goroutines (ground truth blocks, eval, checkpoint, memory);
+# the CLI's subprocess tests run binaries built without -race.
 race: deps
 	$(GO) test -count=1 -race ./cgo/ ./faissio/ ./distill/
+	PATH="$(dir $(GO)):$$PATH" $(GO) test -count=1 -race -run 'TestBlockedGroundTruth|TestRecallMetrics|TestEvalMetricNote|TestEvalSVGAndErrors|TestPlanMemory|TestBadInputFailsCleanly|TestDistillOnSampleWithinMemory' ./cli/
 
 # Recall, speed and memory against FAISS in the same run; writes
 # out/bench.md and out/bench.json (machine, data, parameters, figures and
