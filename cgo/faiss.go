@@ -363,9 +363,11 @@ func (ix *Index) IVFParams() (IVFParams, error) {
 }
 
 // SetThreads sets the number of threads OpenBLAS uses from now on; n <= 0
-// restores its default (all cores). OpenBLAS owns the cores: FAISS's own
-// OpenMP loops run on one thread unless OMP_NUM_THREADS is set, because the
-// two pools together oversubscribe a small machine (see shim.cpp).
+// restores its default (all cores). In FAISS's calls OpenBLAS owns the
+// cores: FAISS's own OpenMP loops run on one thread unless OMP_NUM_THREADS
+// is set, because the two pools together oversubscribe a small machine
+// (see shim.cpp). While SerialBLAS is held, the new count takes effect when
+// it is released.
 func SetThreads(n int) {
 	serial.Lock()
 	defer serial.Unlock()

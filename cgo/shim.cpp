@@ -60,9 +60,10 @@ int blas_default = 1;
 // record_defaults runs before any thread count is set, so that a later
 // request for the defaults can restore them.
 //
-// Who owns the cores: OpenBLAS (its own pthreads) runs the heavy products,
-// FAISS's training and ours alike, so OpenMP gets one thread unless the
-// user sets OMP_NUM_THREADS. Both pools at full size on two cores made
+// Who owns the cores in FAISS's calls: OpenBLAS (its own pthreads) runs
+// the heavy products, so OpenMP gets one thread unless the user sets
+// OMP_NUM_THREADS. (distillvq's own kernels hold SerialBLAS instead and
+// parallelise with goroutines.) Both pools at full size on two cores made
 // FAISS's IVFPQ training 9x slower here (47 s against 5.3 s on GloVe 20k):
 // OpenMP's idle threads spin while OpenBLAS's work.
 void record_defaults() {

@@ -147,7 +147,7 @@ func trainCodebooks(ctx context.Context, x faissio.Matrix, M, nbits, niter int, 
 	dsub := d / M
 	books := make([]float32, d*ksub)
 	workers := min(runtime.GOMAXPROCS(0), M)
-	threads := 0 // each k-means parallel within
+	threads := 0 // each k-means runs its blocks on every core
 	if workers > 1 && smallProduct(dsub, ksub) {
 		threads = 1
 	} else {
