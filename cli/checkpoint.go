@@ -74,23 +74,15 @@ type checkpoint struct {
 func checkpointKey(o BuildOptions, cfg distill.Config, trainRows int) (string, error) {
 	h := sha256.New()
 	io.WriteString(h, checkpointVersion)
-	for _, p := range []string{o.Docs, o.Queries, o.Qrels} {
-		if p == "" {
-			io.WriteString(h, "\x00none")
-			continue
+	for _, p := range []string{o.Docs, o.Queries} {
+		if err := hashVectors(h, p); err != nil {
+			return "", err
 		}
-		files := []string{p}
-		if p != o.Qrels {
-			var err error
-			if files, err = faissio.VectorFiles(p); err != nil {
-				return "", err
-			}
-		}
-		for _, name := range files {
-			if err := hashFile(h, name); err != nil {
-				return "", err
-			}
-		}
+	}
+	if o.Qrels == "" {
+		io.WriteString(h, "\x00none")
+	} else if err := hashFile(h, o.Qrels); err != nil {
+		return "", err
 	}
 	dc := o.Distill
 	dc.Progress, dc.Checkpoint, dc.Resume = nil, nil, nil

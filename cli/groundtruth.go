@@ -90,18 +90,8 @@ func gtKey(r gtRequest) (string, error) {
 	h := sha256.New()
 	io.WriteString(h, gtVersion)
 	for _, p := range []string{r.Docs, r.IDs, r.Queries} {
-		if p == "" {
-			io.WriteString(h, "\x00none")
-			continue
-		}
-		files, err := faissio.VectorFiles(p)
-		if err != nil {
+		if err := hashVectors(h, p); err != nil {
 			return "", err
-		}
-		for _, name := range files {
-			if err := hashFile(h, name); err != nil {
-				return "", err
-			}
 		}
 	}
 	var b [16]byte
@@ -109,6 +99,25 @@ func gtKey(r gtRequest) (string, error) {
 	binary.LittleEndian.PutUint64(b[8:], uint64(r.Metric))
 	h.Write(b[:])
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashVectors adds to h every file of a vector path (a file, a folder or
+// glob of shards; see faissio.VectorFiles), or a marker for an empty path.
+func hashVectors(h io.Writer, path string) error {
+	if path == "" {
+		io.WriteString(h, "\x00none")
+		return nil
+	}
+	files, err := faissio.VectorFiles(path)
+	if err != nil {
+		return err
+	}
+	for _, name := range files {
+		if err := hashFile(h, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // hashFile adds the length and bytes of a file to h.

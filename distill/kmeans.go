@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -302,40 +301,16 @@ func (a *assigner) assign(v strided, cent []float32, metric faissio.Metric, labe
 			}
 		}
 	}
-	buf := func(w int) []float32 {
-		if a.bufs[w] == nil {
-			a.bufs[w] = make([]float32, min(a.rows, v.n)*k)
-		} else if len(a.bufs[w]) < min(a.rows, v.n)*k {
+	eachJob(nblocks, a.workers, func(w int) func(int) {
+		if len(a.bufs[w]) < min(a.rows, v.n)*k {
 			a.bufs[w] = make([]float32, min(a.rows, v.n)*k)
 		}
-		return a.bufs[w]
-	}
-	workers := min(a.workers, nblocks)
-	if workers <= 1 {
-		b0 := buf(0)
-		for b := 0; b < nblocks; b++ {
+		buf := a.bufs[w]
+		return func(b int) {
 			i0 := b * a.rows
-			block(b0, i0, min(a.rows, v.n-i0))
+			block(buf, i0, min(a.rows, v.n-i0))
 		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(bw []float32) {
-			defer wg.Done()
-			for {
-				b := int(next.Add(1) - 1)
-				if b >= nblocks {
-					return
-				}
-				i0 := b * a.rows
-				block(bw, i0, min(a.rows, v.n-i0))
-			}
-		}(buf(w))
-	}
-	wg.Wait()
+	})
 }
 
 // argmin returns the index and value of the smallest element of row, the

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -118,31 +116,19 @@ func (m *Model) Encode(x faissio.Matrix, lists []int64) []byte {
 func (m *Model) encodeIndices(x faissio.Matrix, lists []int64, idx []uint8) {
 	const block = 4096
 	nblocks := (x.Rows + block - 1) / block
-	workers := min(runtime.GOMAXPROCS(0), nblocks)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res := make([]float32, min(block, x.Rows)*m.D)
-			enc := newPQEncoder(m, 1)
-			for {
-				b := int(next.Add(1) - 1)
-				if b >= nblocks {
-					return
-				}
-				i0 := b * block
-				n := min(block, x.Rows-i0)
-				m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
-				enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
-				if m.EncodeWeight != nil {
-					enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], weightedPasses)
-				}
+	eachJob(nblocks, runtime.GOMAXPROCS(0), func(int) func(int) {
+		res := make([]float32, min(block, x.Rows)*m.D)
+		enc := newPQEncoder(m, 1)
+		return func(b int) {
+			i0 := b * block
+			n := min(block, x.Rows-i0)
+			m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
+			enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
+			if m.EncodeWeight != nil {
+				enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], weightedPasses)
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 }
 
 // weightedPasses is the number of sweeps over the sub-spaces when encoding

@@ -4,8 +4,6 @@ import (
 	"container/heap"
 	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -435,23 +433,12 @@ func (t *trainer) valRecall(queries faissio.Matrix, val []int, teacher *Teacher,
 	}
 	nchunks := (len(val) + gradChunk - 1) / gradChunk
 	hits := make([]int, nchunks)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), nchunks) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var s chunkScratch
-			for {
-				c := int(next.Add(1)) - 1
-				if c >= nchunks {
-					return
-				}
-				hits[c] = t.valChunk(queries, val[c*gradChunk:min((c+1)*gradChunk, len(val))], teacher, exclude, k, lc, &s)
-			}
-		}()
-	}
-	wg.Wait()
+	eachJob(nchunks, runtime.GOMAXPROCS(0), func(int) func(int) {
+		var s chunkScratch
+		return func(c int) {
+			hits[c] = t.valChunk(queries, val[c*gradChunk:min((c+1)*gradChunk, len(val))], teacher, exclude, k, lc, &s)
+		}
+	})
 	var sum int
 	for _, h := range hits {
 		sum += h

@@ -3,8 +3,6 @@ package distill
 import (
 	"container/heap"
 	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -73,70 +71,58 @@ func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 	// not depend on the number of workers, so neither do the scores.
 	const qBlock, dBlock = 256, 16384
 	nqb := (queries.Rows + qBlock - 1) / qBlock
-	workers := min(runtime.GOMAXPROCS(0), nqb)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			dots := make([]float32, min(qBlock, queries.Rows)*min(dBlock, docs.Rows))
-			heaps := make([]topHeap, qBlock)
-			for {
-				b := int(next.Add(1) - 1)
-				if b >= nqb {
-					return
-				}
-				q0 := b * qBlock
-				nq := min(qBlock, queries.Rows-q0)
-				for i := range heaps[:nq] {
-					heaps[i].s = heaps[i].s[:0]
-				}
-				for d0 := 0; d0 < docs.Rows; d0 += dBlock {
-					nd := min(dBlock, docs.Rows-d0)
-					sgemm(false, true, nq, nd, docs.Cols, 1, queries.Data[q0*queries.Cols:], queries.Cols,
-						docs.Data[d0*docs.Cols:], docs.Cols, 0, dots, nd)
-					for i := 0; i < nq; i++ {
-						h := &heaps[i]
-						ex := int32(-1)
-						if exclude != nil {
-							ex = exclude[q0+i]
-						}
-						for j, s := range dots[i*nd : (i+1)*nd] {
-							if norms != nil {
-								s = 2*s - norms[d0+j]
-							}
-							id := int32(d0 + j)
-							if len(h.s) < k {
-								if id != ex {
-									heap.Push(h, entry{s, id})
-								}
-							} else if s > h.s[0].s && id != ex {
-								h.s[0] = entry{s, id}
-								heap.Fix(h, 0)
-							}
-						}
-					}
-				}
+	eachJob(nqb, runtime.GOMAXPROCS(0), func(int) func(int) {
+		dots := make([]float32, min(qBlock, queries.Rows)*min(dBlock, docs.Rows))
+		heaps := make([]topHeap, qBlock)
+		return func(b int) {
+			q0 := b * qBlock
+			nq := min(qBlock, queries.Rows-q0)
+			for i := range heaps[:nq] {
+				heaps[i].s = heaps[i].s[:0]
+			}
+			for d0 := 0; d0 < docs.Rows; d0 += dBlock {
+				nd := min(dBlock, docs.Rows-d0)
+				sgemm(false, true, nq, nd, docs.Cols, 1, queries.Data[q0*queries.Cols:], queries.Cols,
+					docs.Data[d0*docs.Cols:], docs.Cols, 0, dots, nd)
 				for i := 0; i < nq; i++ {
 					h := &heaps[i]
-					var qn float32
-					if norms != nil {
-						q := queries.Row(q0 + i)
-						qn = dot(q, q)
+					ex := int32(-1)
+					if exclude != nil {
+						ex = exclude[q0+i]
 					}
-					for r := len(h.s) - 1; r >= 0; r-- {
-						e := heap.Pop(h).(entry)
-						t.IDs[(q0+i)*k+r] = e.id
-						// For L2 the kept score is 2<q,x> - ||x||^2; the
-						// true -||q-x||^2 subtracts ||q||^2.
-						t.Scores[(q0+i)*k+r] = e.s - qn
+					for j, s := range dots[i*nd : (i+1)*nd] {
+						if norms != nil {
+							s = 2*s - norms[d0+j]
+						}
+						id := int32(d0 + j)
+						if len(h.s) < k {
+							if id != ex {
+								heap.Push(h, entry{s, id})
+							}
+						} else if s > h.s[0].s && id != ex {
+							h.s[0] = entry{s, id}
+							heap.Fix(h, 0)
+						}
 					}
 				}
 			}
-		}()
-	}
-	wg.Wait()
+			for i := 0; i < nq; i++ {
+				h := &heaps[i]
+				var qn float32
+				if norms != nil {
+					q := queries.Row(q0 + i)
+					qn = dot(q, q)
+				}
+				for r := len(h.s) - 1; r >= 0; r-- {
+					e := heap.Pop(h).(entry)
+					t.IDs[(q0+i)*k+r] = e.id
+					// For L2 the kept score is 2<q,x> - ||x||^2; the
+					// true -||q-x||^2 subtracts ||q||^2.
+					t.Scores[(q0+i)*k+r] = e.s - qn
+				}
+			}
+		}
+	})
 	return t
 }
 

@@ -155,41 +155,34 @@ func trainCodebooks(ctx context.Context, x faissio.Matrix, M, nbits, niter int, 
 	}
 	errs := make([]error, M)
 	var (
-		next atomic.Int64
-		mu   sync.Mutex
-		done int
-		wg   sync.WaitGroup
+		failed atomic.Bool // the other sub-spaces are skipped
+		mu     sync.Mutex
+		done   int
 	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sub := faissio.Matrix{Rows: x.Rows, Cols: dsub, Data: make([]float32, x.Rows*dsub)}
-			for {
-				s := int(next.Add(1) - 1)
-				if s >= M {
-					return
-				}
-				for i := 0; i < x.Rows; i++ {
-					copy(sub.Row(i), x.Row(i)[s*dsub:(s+1)*dsub])
-				}
-				cb, err := KMeans(ctx, sub, ksub, KMeansConfig{Niter: niter, Seed: seed + uint64(s), Metric: faissio.L2, threads: threads})
-				if err != nil {
-					errs[s] = fmt.Errorf("PQ sub-space %d: %w", s, err)
-					next.Store(int64(M)) // stop the others early
-					return
-				}
-				copy(books[s*ksub*dsub:(s+1)*ksub*dsub], cb)
-				if progress != nil {
-					mu.Lock()
-					done++
-					progress(done, M)
-					mu.Unlock()
-				}
+	eachJob(M, workers, func(int) func(int) {
+		sub := faissio.Matrix{Rows: x.Rows, Cols: dsub, Data: make([]float32, x.Rows*dsub)}
+		return func(s int) {
+			if failed.Load() {
+				return
 			}
-		}()
-	}
-	wg.Wait()
+			for i := 0; i < x.Rows; i++ {
+				copy(sub.Row(i), x.Row(i)[s*dsub:(s+1)*dsub])
+			}
+			cb, err := KMeans(ctx, sub, ksub, KMeansConfig{Niter: niter, Seed: seed + uint64(s), Metric: faissio.L2, threads: threads})
+			if err != nil {
+				errs[s] = fmt.Errorf("PQ sub-space %d: %w", s, err)
+				failed.Store(true)
+				return
+			}
+			copy(books[s*ksub*dsub:(s+1)*ksub*dsub], cb)
+			if progress != nil {
+				mu.Lock()
+				done++
+				progress(done, M)
+				mu.Unlock()
+			}
+		}
+	})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -294,23 +294,8 @@ func checkIndex(ix Index, depth int) error {
 
 // typeName is FAISS's class name for ix, for messages.
 func typeName(ix Index) string {
-	switch x := ix.(type) {
-	case *Flat:
-		switch x.Metric {
-		case InnerProduct:
-			return "IndexFlatIP"
-		case L2:
-			return "IndexFlatL2"
-		}
-		return "IndexFlat"
-	case *PQ:
-		return "IndexPQ"
-	case *IVFFlat:
-		return "IndexIVFFlat"
-	case *IVFPQ:
-		return "IndexIVFPQ"
-	case *PreTransform:
-		return "IndexPreTransform"
+	if name := ClassName(ix); name != "" {
+		return name
 	}
 	return fmt.Sprintf("%T", ix)
 }
