@@ -10,7 +10,6 @@ import (
 	"math"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,8 +18,12 @@ import (
 	"testing"
 
 	"github.com/distillvq/distillvq/faissio"
+	"github.com/distillvq/distillvq/internal/testutil"
 )
 
+// dataDir is the TEXMEX siftsmall set in the shared data beside the
+// checkout: outside the repository, so its absence skips the tests that
+// need it (a file in it that fails to load is still a failure).
 const dataDir = "../../shared/data/siftsmall"
 
 // readVecs reads an .fvecs or .ivecs file (each row an int32 dimension, then
@@ -51,7 +54,8 @@ func readVecs(path string) (rows, cols int, words []uint32, err error) {
 func readFvecs(t *testing.T, name string) faissio.Matrix {
 	t.Helper()
 	if _, err := os.Stat(dataDir); err != nil {
-		t.Skipf("siftsmall not available: %v", err)
+		// Shared data beside the checkout, not a fixture of the repository.
+		t.Skipf("siftsmall, outside the repository, not available: %v", err)
 	}
 	rows, cols, words, err := readVecs(filepath.Join(dataDir, name))
 	if err != nil {
@@ -364,27 +368,11 @@ func sameSet(a, b []int64) bool {
 	return slices.Equal(a, b)
 }
 
-const python = "/usr/bin/python3"
-
-func needPythonFAISS(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(python, "-c", "import faiss").Run(); err != nil {
-		t.Skipf("%s cannot import faiss: %v", python, err)
-	}
-}
-
+// runPython runs script in Python FAISS (skipping or failing, by
+// testutil's rule, where there is none) and returns its standard output.
 func runPython(t *testing.T, script string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(python, append([]string{"-c", script}, args...)...)
-	// Spinning OpenMP threads make FAISS training crawl on a busy machine.
-	cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v\n%s", err, stderr.Bytes())
-	}
-	return string(out)
+	return string(testutil.RunPython(t, script, args...))
 }
 
 // pyLoad prints the class of an index file (and for an IndexPreTransform
@@ -413,7 +401,7 @@ print(' '.join(str(x) for x in I.ravel()))
 func TestPythonReadsOurFile(t *testing.T) {
 	base := readFvecs(t, "siftsmall_base.fvecs")
 	queries := readFvecs(t, "siftsmall_query.fvecs")
-	needPythonFAISS(t)
+	testutil.Python(t)
 	for _, c := range []ivfCase{ivfCases[0], ivfCases[3], ivfCases[6]} {
 		t.Run(c.name, func(t *testing.T) {
 			re, _ := rebuild(t, trainCase(t, c, base))
@@ -456,7 +444,7 @@ print(' '.join(str(x) for x in I.ravel()))
 
 func TestPreTransformSearch(t *testing.T) {
 	queries := readFvecs(t, "siftsmall_query.fvecs")
-	needPythonFAISS(t)
+	testutil.Python(t)
 	path := filepath.Join(t.TempDir(), "opq.index")
 	out := strings.TrimSpace(runPython(t, pyOPQ, filepath.Join(dataDir, "siftsmall_base.fvecs"),
 		filepath.Join(dataDir, "siftsmall_query.fvecs"), path))
@@ -811,7 +799,7 @@ faiss.write_index(ix, sys.argv[3])
 
 func TestTrainFAISSMatchesPython(t *testing.T) {
 	base := readFvecs(t, "siftsmall_base.fvecs")
-	needPythonFAISS(t)
+	testutil.Python(t)
 	for _, c := range []struct {
 		desc string
 		p    FAISSParams
@@ -938,21 +926,9 @@ func TestTrainOPQ(t *testing.T) {
 		t.Error("TrainOPQ with seed 1234 differs from the rotation of TrainFAISS's OPQ index")
 	}
 	const d = 128
-	var worst float64
-	for i := range d {
-		for j := range d {
-			var dot float64
-			for k := range d {
-				dot += float64(a[i*d+k]) * float64(a[j*d+k])
-			}
-			if i == j {
-				dot--
-			}
-			worst = max(worst, math.Abs(dot))
-		}
-	}
+	worst := faissio.OrthonormalityError(a, d)
 	t.Logf("max |A Aᵀ - I| = %.2g", worst)
-	if worst > 1e-4 {
+	if !(worst <= 1e-4) { // NaN too: A is not d×d
 		t.Errorf("A is not orthonormal: max |A Aᵀ - I| = %g", worst)
 	}
 
@@ -1013,7 +989,7 @@ func TestTrainOPQ(t *testing.T) {
 
 func TestTrainFAISSOPQMatchesPython(t *testing.T) {
 	base := readFvecs(t, "siftsmall_base.fvecs")
-	needPythonFAISS(t)
+	testutil.Python(t)
 	_, ours := writeBytes(t, trainedOPQ(t, base), "go.index")
 	path := filepath.Join(t.TempDir(), "python.index")
 	// index_factory's OPQ is unseeded, that is seeded 1234 throughout.
@@ -1031,7 +1007,7 @@ func TestTrainFAISSOPQMatchesPython(t *testing.T) {
 func TestPythonReadsOPQ(t *testing.T) {
 	base := readFvecs(t, "siftsmall_base.fvecs")
 	queries := readFvecs(t, "siftsmall_query.fvecs")
-	needPythonFAISS(t)
+	testutil.Python(t)
 	re, _ := rebuild(t, trainedOPQ(t, base))
 	path, ours := writeBytes(t, re, "ours.index")
 	back := filepath.Join(t.TempDir(), "python.index")
@@ -1113,7 +1089,7 @@ func TestOPQErrors(t *testing.T) {
 		ApplyRotation(make([]float32, 15), x)
 	}()
 
-	needPythonFAISS(t)
+	testutil.Python(t)
 	dir := t.TempDir()
 	runPython(t, pyChains, dir)
 	for name, want := range map[string]string{

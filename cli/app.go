@@ -59,6 +59,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, sub := range cmd.Commands {
 		sub.OnUsageError = usageError
+		sub.Action = refuseStrayArgs(sub.Action)
 	}
 	cmd.OnUsageError = usageError
 	err := cmd.Run(ctx, args)
@@ -76,6 +77,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 2
+}
+
+// refuseStrayArgs makes a command line with words no flag or argument took
+// a usage error (exit 2): urfave/cli leaves them as positional arguments
+// that no command reads, so "build ... --opq learn" would build a plain
+// --opq index and say nothing of "learn".
+func refuseStrayArgs(action ucli.ActionFunc) ucli.ActionFunc {
+	return func(ctx context.Context, c *ucli.Command) error {
+		if c.NArg() > 0 {
+			return fmt.Errorf("unexpected argument %q (see %s --help)", c.Args().First(), c.FullName())
+		}
+		return action(ctx, c)
+	}
 }
 
 // usageError returns a command-line mistake as one line that points to the

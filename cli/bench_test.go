@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distillvq/distillvq/distill/build"
+	"github.com/distillvq/distillvq/distill/eval"
 	"github.com/distillvq/distillvq/faissio"
 )
 
@@ -60,7 +61,7 @@ type benchRun struct {
 	Wall    time.Duration `json:"wall_ns"`
 	CPU     time.Duration `json:"cpu_ns"`
 	MaxRSS  int64         `json:"max_rss_bytes"`
-	Report  BuildReport   `json:"report"`
+	Report  buildReport   `json:"report"`
 	Recall  []float64     `json:"recall_at_10"`
 	R100    float64       `json:"recall_100_at_100"`
 	Nprobe  []int         `json:"nprobe"`
@@ -242,7 +243,7 @@ const largeCase = "synthetic 1M x 768 float16"
 // measures its recall.
 func runBenchCase(t *testing.T, bin, dir string, c benchCase) []benchRun {
 	np16 := max(1, c.Nlist/16)
-	nprobes := capNprobes(slices.Sorted(maps.Keys(map[int]bool{1: true, 4: true, np16: true, 4 * np16: true})), c.Nlist)
+	nprobes := eval.CapNprobes(slices.Sorted(maps.Keys(map[int]bool{1: true, 4: true, np16: true, 4 * np16: true})), c.Nlist)
 	var runs []benchRun
 	for i, b := range c.Builds {
 		out := filepath.Join(dir, fmt.Sprintf("%d.faiss", i))
@@ -254,8 +255,8 @@ func runBenchCase(t *testing.T, bin, dir string, c benchCase) []benchRun {
 		p, _ := runBenchProc(t, nil, bin, args...)
 		r := benchRun{Case: c.Data, Build: b.Name, Wall: p.Wall, CPU: p.CPU, Nprobe: nprobes, Default: np16, MaxRSS: p.MaxRSS}
 		readBuildReport(t, rep, &r.Report)
-		ev, err := Eval(context.Background(), EvalOptions{Docs: c.Docs, Queries: c.Queries, Indexes: []string{out}, Ks: []int{10, 100},
-			Nprobes: nprobes, NoCache: true}, io.Discard, nil)
+		ev, err := eval.Run(context.Background(), eval.Options{Docs: c.Docs, Queries: c.Queries, Indexes: []string{out}, Ks: []int{10, 100},
+			Nprobes: nprobes, NoCache: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +272,7 @@ func runBenchCase(t *testing.T, bin, dir string, c benchCase) []benchRun {
 	return runs
 }
 
-func readBuildReport(t *testing.T, path string, r *BuildReport) {
+func readBuildReport(t *testing.T, path string, r *buildReport) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -538,7 +539,7 @@ type phaseBuild struct {
 	Config  string      `json:"config"`
 	Args    []string    `json:"args"`
 	Process benchProc   `json:"process"`
-	Report  BuildReport `json:"report"`
+	Report  buildReport `json:"report"`
 	output  string
 }
 
@@ -633,7 +634,7 @@ func runPhaseSection(t *testing.T, bin, dir string, s phaseSpec) *phaseSection {
 	}
 	s.N, s.D = src.Rows, src.Cols
 	if s.Nlist == 0 {
-		s.Nlist = DefaultNlist(s.N)
+		s.Nlist = build.DefaultNlist(s.N)
 	}
 	s.KMeansSample, s.PQSample = min(s.N, 256*s.Nlist), min(s.N, 256<<s.Nbits)
 	if s.Section == "glove341k" && s.N != 341479 {
@@ -724,19 +725,19 @@ func runPhaseSection(t *testing.T, bin, dir string, s phaseSpec) *phaseSection {
 func phaseRows(sec *phaseSection) []phaseRow {
 	type phase struct {
 		name, ours, faiss string
-		oursSec           func(BuildReport) float64
+		oursSec           func(buildReport) float64
 		faissSec          func(phaseTimes) float64
 	}
 	phases := []phase{
-		{"IVF k-means", "BuildReport.ivf_kmeans_ns: KMeans on the sample", "Clustering.train into an IndexFlat (phase_times kmeans)",
-			func(r BuildReport) float64 { return r.IVFKMeans.Seconds() },
+		{"IVF k-means", "buildReport.ivf_kmeans_ns: KMeans on the sample", "Clustering.train into an IndexFlat (phase_times kmeans)",
+			func(r buildReport) float64 { return r.IVFKMeans.Seconds() },
 			func(p phaseTimes) float64 { return p.Seconds["kmeans"] }},
 		{"PQ training", "pq_train_ns: the sample's assignment, residuals, sub-space k-means",
 			"the sample's assignment and residuals + ProductQuantizer.train (pq_residuals + pq_train)",
-			func(r BuildReport) float64 { return r.PQTrain.Seconds() },
+			func(r buildReport) float64 { return r.PQTrain.Seconds() },
 			func(p phaseTimes) float64 { return p.Seconds["pq_residuals"] + p.Seconds["pq_train"] }},
 		{"encode/add", "add_ns: read in blocks, assign, encode, fill the FAISS index", "IndexIVFPQ.add of every document (assign, encode, append)",
-			func(r BuildReport) float64 { return r.Add.Seconds() },
+			func(r buildReport) float64 { return r.Add.Seconds() },
 			func(p phaseTimes) float64 { return p.Seconds["add"] }},
 	}
 	phaseKey := map[string]string{"IVF k-means": "kmeans", "PQ training": "pq_train", "encode/add": "add"}
@@ -773,19 +774,19 @@ func phaseRecall(t *testing.T, s phaseSpec, builds []phaseBuild) recallTable {
 	t.Helper()
 	np16 := max(1, s.Nlist/16)
 	set := map[int]bool{1: true, 4: true, 16: true, 64: true, np16: true, 4 * np16: true}
-	tab := recallTable{Nprobe: capNprobes(slices.Sorted(maps.Keys(set)), s.Nlist), Default: np16}
+	tab := recallTable{Nprobe: eval.CapNprobes(slices.Sorted(maps.Keys(set)), s.Nlist), Default: np16}
 	var paths []string
 	for _, b := range builds {
 		paths = append(paths, b.output)
 	}
-	ev, err := Eval(context.Background(), EvalOptions{Docs: s.Docs, Queries: s.Queries, Indexes: paths, Ks: []int{10, 100},
-		Nprobes: tab.Nprobe, NoCache: true}, io.Discard, nil)
+	ev, err := eval.Run(context.Background(), eval.Options{Docs: s.Docs, Queries: s.Queries, Indexes: paths, Ks: []int{10, 100},
+		Nprobes: tab.Nprobe, NoCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, ix := range ev.Indexes {
 		row := recallRow{Index: builds[i].Label}
-		if builds[i].Report.Train == "faiss" {
+		if builds[i].Report.Train == build.FAISS {
 			row.Index += ", " + builds[i].Config
 		}
 		for _, p := range ix.Points {
@@ -1100,7 +1101,7 @@ func writePhaseSection(md *strings.Builder, s *phaseSection) {
 			label += fmt.Sprintf(" (round %d)", b.Round)
 		}
 		of := "-"
-		if r.Train != "faiss" {
+		if r.Train != build.FAISS {
 			of = fmt.Sprintf("%.1f / %.1f / %.1f", r.IVFKMeans.Seconds(), r.PQTrain.Seconds(), r.Distill.Seconds())
 		}
 		fmt.Fprintf(md, "| %s | %s | %.1f | %.1f | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f |\n", label, b.Config, r.Read.Seconds(), r.Fit.Seconds(), of,

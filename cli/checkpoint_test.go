@@ -41,7 +41,7 @@ func TestCheckpointResume(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		if _, err := os.Stat(filepath.Join(ck, checkpointDistill)); err == nil {
+		if _, err := os.Stat(filepath.Join(ck, "distill.ckpt")); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -57,8 +57,8 @@ func TestCheckpointResume(t *testing.T) {
 	if _, err := os.Stat(killed); err == nil {
 		t.Fatal("a killed build left its output")
 	}
-	var info checkpointInfo
-	if b, err := os.ReadFile(filepath.Join(ck, checkpointMeta)); err != nil || json.Unmarshal(b, &info) != nil {
+	var info struct{ Stage string }
+	if b, err := os.ReadFile(filepath.Join(ck, "checkpoint.json")); err != nil || json.Unmarshal(b, &info) != nil {
 		t.Fatalf("checkpoint.json: %v", err)
 	}
 	t.Logf("killed at stage %q", info.Stage)
@@ -69,7 +69,7 @@ func TestCheckpointResume(t *testing.T) {
 	if got, _ := os.ReadFile(resumed); !bytes.Equal(got, want) {
 		t.Fatal("the resumed build differs from the uninterrupted one")
 	}
-	var r BuildReport
+	var r buildReport
 	if b, err := os.ReadFile(rep); err != nil || json.Unmarshal(b, &r) != nil {
 		t.Fatalf("report: %v", err)
 	}
@@ -95,7 +95,7 @@ func TestCheckpointResume(t *testing.T) {
 	if code != 1 || !strings.Contains(msg, "written for other") || strings.Count(msg, "\n") != 1 {
 		t.Errorf("other seed: exit %d, %q", code, msg)
 	}
-	ckFile := filepath.Join(ck, checkpointDistill)
+	ckFile := filepath.Join(ck, "distill.ckpt")
 	b, _ := os.ReadFile(ckFile)
 	b[len(b)/2] ^= 0x10
 	os.WriteFile(ckFile, b, 0o644)

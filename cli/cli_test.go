@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/distillvq/distillvq/internal/testutil"
 )
 
 const (
@@ -52,19 +54,10 @@ func haveSift() bool {
 	return err == nil
 }
 
-// pythonFAISS returns Debian's python3 when it can import faiss. Under `make
-// test` (DISTILLVQ_REQUIRE_PYTHON=1) its absence is a failure, not a skip.
-func pythonFAISS(t *testing.T) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import faiss, numpy").Run(); err != nil {
-		if os.Getenv("DISTILLVQ_REQUIRE_PYTHON") != "" {
-			t.Fatalf("%s cannot import faiss (apt-get install python3-faiss): %v", py, err)
-		}
-		t.Skipf("%s cannot import faiss: %v", py, err)
-	}
-	return py
-}
+// pythonFAISS returns Debian's python3 when it can import faiss and numpy;
+// otherwise the test skips, or fails under `make test`
+// (DISTILLVQ_REQUIRE_PYTHON=1): testutil.Python's one rule.
+func pythonFAISS(t *testing.T) string { return testutil.Python(t) }
 
 // TestPythonFAISSLoadsOurIndexes builds every index type and metric we write
 // and checks that Python FAISS loads each file, describes it as we built it,

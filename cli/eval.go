@@ -3,17 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
-	"math"
-	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v3"
 
-	faiss "github.com/distillvq/distillvq/cgo"
+	"github.com/distillvq/distillvq/distill/eval"
 	"github.com/distillvq/distillvq/faissio"
 )
 
@@ -28,30 +24,50 @@ func evalCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "ids", Usage: "the documents' ids, if the indexes were built with --ids"},
 			&ucli.StringFlag{Name: "queries", Usage: "evaluation queries (.npy, folder/glob of shards, .fvecs)", Required: true},
 			&ucli.StringSliceFlag{Name: "index", Usage: "a .faiss file (repeat to compare)", Required: true},
+			progressFlag(),
 		}, evalFlags("")...),
 		Action: func(ctx context.Context, c *ucli.Command) error {
-			o, err := evalOptionsFrom(c, "")
+			o, files, err := evalOptionsFrom(c, "")
 			if err != nil {
 				return err
 			}
 			o.Docs, o.IDs, o.Queries, o.Indexes = c.String("docs"), c.String("ids"), c.String("queries"), c.StringSlice("index")
-			if o.Docs == "" && o.GroundTruth == "" {
-				return fmt.Errorf("eval needs --docs (to compute the exact ground truth) or --groundtruth")
+			if err := o.Validate(); err != nil {
+				return err
 			}
-			for _, out := range []string{o.JSON, o.Markdown, o.Plot} {
-				if err := checkOutputDir(out); out != "" && err != nil {
-					return fail(err)
-				}
+			if err := files.checkDirs(); err != nil {
+				return fail(err)
 			}
-			p := newProgress(e)
-			rep, err := Eval(ctx, o, e.stderr, p.update)
+			p, err := newProgress(e, c.String("progress"))
+			if err != nil {
+				return err
+			}
+			o.Warn, o.Progress = e.stderr, p.update
+			rep, err := eval.Run(ctx, o)
 			p.finish()
 			if err != nil {
 				return fail(err)
 			}
-			return fail(writeEvalReports(e, rep, o))
+			return fail(writeEvalReports(e, rep, files))
 		},
 	}
+}
+
+// reportFiles are the files a comparison is written to besides stdout.
+type reportFiles struct{ JSON, Markdown, Plot string }
+
+// checkDirs fails early, before any work, when a report cannot be written
+// where asked.
+func (f reportFiles) checkDirs() error {
+	for _, out := range []string{f.JSON, f.Markdown, f.Plot} {
+		if out == "" {
+			continue
+		}
+		if err := checkOutputDir(out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // evalFlags are the flags that shape a comparison, shared by eval and
@@ -63,7 +79,7 @@ func evalFlags(prefix string) []ucli.Flag {
 	}
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: prefix + "k", Category: cat, Value: "1,10,100", Usage: "result depths: k-recall@k and 1-recall@k for each"},
-		&ucli.StringFlag{Name: prefix + "nprobe", Category: cat, Value: "1,2,4,8,16,32,64", Usage: "nprobe values (capped at nlist); 'auto' adds the smallest nprobe reaching --target-recall"},
+		&ucli.StringFlag{Name: prefix + "nprobe", Category: cat, Value: "1,2,4,8,16,32,64", Usage: "nprobe values (capped at nlist); 'auto' adds the smallest nprobe reaching --" + prefix + "target-recall"},
 		&ucli.FloatFlag{Name: prefix + "target-recall", Category: cat, Value: 0.9, Usage: "k-recall@k (k = 10 if listed, else the first k) that --nprobe auto looks for"},
 		&ucli.StringFlag{Name: prefix + "metric", Category: cat, Usage: "ip or l2: the exact search recall is measured against (default: each index's own)"},
 		&ucli.StringFlag{Name: prefix + "qrels", Category: cat, Usage: "labelled relevant documents: query_index<TAB>doc_id per line; adds MRR@10 and Recall@k"},
@@ -77,20 +93,20 @@ func evalFlags(prefix string) []ucli.Flag {
 }
 
 // evalOptionsFrom reads the flags of evalFlags(prefix).
-func evalOptionsFrom(c *ucli.Command, prefix string) (EvalOptions, error) {
-	o := EvalOptions{
+func evalOptionsFrom(c *ucli.Command, prefix string) (eval.Options, reportFiles, error) {
+	o := eval.Options{
 		Target: c.Float(prefix + "target-recall"), Qrels: c.String(prefix + "qrels"),
 		GroundTruth: c.String(prefix + "groundtruth"), NoCache: c.Bool(prefix + "no-cache"),
 		MinTime: c.Duration(prefix + "min-time"),
-		JSON:    c.String(prefix + "json"), Markdown: c.String(prefix + "markdown"), Plot: c.String(prefix + "plot"),
 	}
+	files := reportFiles{JSON: c.String(prefix + "json"), Markdown: c.String(prefix + "markdown"), Plot: c.String(prefix + "plot")}
 	var err error
 	if o.Ks, err = parseInts(c.String(prefix + "k")); err != nil {
-		return o, fmt.Errorf("--%sk: %w", prefix, err)
+		return o, files, fmt.Errorf("--%sk: %w", prefix, err)
 	}
 	for _, k := range o.Ks {
-		if k > maxK {
-			return o, fmt.Errorf("--%sk %d above %d", prefix, k, maxK)
+		if k > eval.MaxK {
+			return o, files, fmt.Errorf("--%sk %d above %d", prefix, k, eval.MaxK)
 		}
 	}
 	var np []string
@@ -103,464 +119,29 @@ func evalOptionsFrom(c *ucli.Command, prefix string) (EvalOptions, error) {
 	}
 	if len(np) > 0 {
 		if o.Nprobes, err = parseInts(strings.Join(np, ",")); err != nil {
-			return o, fmt.Errorf("--%snprobe: %w", prefix, err)
+			return o, files, fmt.Errorf("--%snprobe: %w", prefix, err)
 		}
 	}
 	if o.Auto && (o.Target <= 0 || o.Target > 1) {
-		return o, fmt.Errorf("--%starget-recall %g outside (0, 1]", prefix, o.Target)
+		return o, files, fmt.Errorf("--%starget-recall %g outside (0, 1]", prefix, o.Target)
 	}
 	if m := c.String(prefix + "metric"); m != "" {
 		metric, err := faissio.ParseMetric(m)
 		if err != nil {
-			return o, err
+			return o, files, err
 		}
 		o.Metric = &metric
 	}
 	if o.MinTime < 0 {
-		return o, fmt.Errorf("--%smin-time %v is negative", prefix, o.MinTime)
+		return o, files, fmt.Errorf("--%smin-time %v is negative", prefix, o.MinTime)
 	}
-	if p := o.Plot; p != "" && !strings.HasSuffix(p, ".png") && !strings.HasSuffix(p, ".svg") {
-		return o, fmt.Errorf("--%splot %s: want a .png or .svg file", prefix, p)
+	if p := files.Plot; p != "" && !strings.HasSuffix(p, ".png") && !strings.HasSuffix(p, ".svg") {
+		return o, files, fmt.Errorf("--%splot %s: want a .png or .svg file", prefix, p)
 	}
-	return o, nil
+	return o, files, nil
 }
 
-// EvalOptions name the inputs of a comparison and how to measure it.
-type EvalOptions struct {
-	Docs, IDs, Queries string
-	Indexes            []string
-	// Ks are the result depths reported; the indexes are searched once per
-	// point at the largest, and shallower results are its prefixes.
-	Ks []int
-	// Nprobes are swept for every index, capped at its nlist. Auto adds, per
-	// index, the smallest nprobe whose k-recall@k (k = PrimaryK) reaches
-	// Target.
-	Nprobes []int
-	Auto    bool
-	Target  float64
-	// Metric, when set, is the exact search's metric for every index;
-	// otherwise each index is measured against exact search in its own.
-	Metric      *faissio.Metric
-	Qrels       string
-	GroundTruth string
-	NoCache     bool
-	// MinTime is how long each timing loop runs at least; 0 times a single
-	// pass.
-	MinTime time.Duration
-
-	JSON, Markdown, Plot string
-}
-
-// PrimaryK is the depth --nprobe auto and the plot use: 10 when asked for,
-// as FAISS's benchmarks report, else the first depth given.
-func (o *EvalOptions) PrimaryK() int {
-	if slices.Contains(o.Ks, 10) {
-		return 10
-	}
-	return o.Ks[0]
-}
-
-// EvalReport is the outcome of a comparison: one entry per index.
-type EvalReport struct {
-	Queries     string        `json:"queries"`
-	NQ          int           `json:"nq"`
-	Ks          []int         `json:"k"`
-	PrimaryK    int           `json:"primary_k"`
-	GroundTruth string        `json:"ground_truth"`
-	Qrels       string        `json:"qrels,omitempty"`
-	Threads     int           `json:"search_threads"`
-	MinTime     float64       `json:"min_time_s"`
-	Indexes     []IndexReport `json:"indexes"`
-}
-
-// IndexReport describes one index and its operating points.
-type IndexReport struct {
-	Path           string         `json:"path"`
-	Type           string         `json:"type"`
-	D              int            `json:"d"`
-	Ntotal         int64          `json:"ntotal"`
-	Metric         faissio.Metric `json:"metric"`
-	GTMetric       faissio.Metric `json:"ground_truth_metric"`
-	Nlist          int            `json:"nlist"`
-	M              int            `json:"m,omitempty"`
-	Nbits          int            `json:"nbits,omitempty"`
-	Bytes          int64          `json:"file_bytes"`
-	BytesPerVector float64        `json:"file_bytes_per_vector"`
-	CodeSize       int            `json:"code_bytes_per_vector"`
-	// Auto is the outcome of --nprobe auto, if asked.
-	Auto   *AutoNprobe `json:"auto_nprobe,omitempty"`
-	Points []Point     `json:"points"`
-}
-
-// AutoNprobe is the smallest nprobe reaching a target recall.
-type AutoNprobe struct {
-	K       int     `json:"k"`
-	Target  float64 `json:"target"`
-	Nprobe  int     `json:"nprobe"`
-	Recall  float64 `json:"recall"`
-	Reached bool    `json:"reached"` // false: even nprobe = nlist falls short
-}
-
-// Point is one operating point of one index. Maps are keyed by k.
-type Point struct {
-	Nprobe int `json:"nprobe"`
-	// KRecall is k-recall@k: |approximate top-k ∩ exact top-k| / k, averaged
-	// over queries (FAISS's intersection measure).
-	KRecall map[int]float64 `json:"k_recall"`
-	// OneRecall is 1-recall@k: the share of queries whose exact nearest
-	// neighbour is in the approximate top-k.
-	OneRecall map[int]float64 `json:"one_recall"`
-	// MRR10 and QrelsRecall use the labelled documents, over the queries
-	// that have labels; nil without --qrels.
-	MRR10       *float64        `json:"mrr10,omitempty"`
-	QrelsRecall map[int]float64 `json:"qrels_recall,omitempty"`
-	// Batch figures: all queries in one FAISS call, repeated for MinTime.
-	BatchQPS float64 `json:"batch_qps"`
-	// Single figures: one query per FAISS call, looped for MinTime.
-	SingleQPS    float64 `json:"single_qps"`
-	SingleMeanMs float64 `json:"single_mean_ms"`
-	SingleP99Ms  float64 `json:"single_p99_ms"`
-	Auto         bool    `json:"auto,omitempty"` // the point --nprobe auto chose
-}
-
-// Eval measures each index at each nprobe: recall against the exact top-k,
-// qrels metrics, and FAISS's search speed in batch and one query at a time.
-// Notes (such as an uncached ground truth) go to warn; prog, if not nil,
-// hears of progress.
-func Eval(ctx context.Context, o EvalOptions, warn io.Writer, prog func(string, int, int)) (*EvalReport, error) {
-	if len(o.Ks) == 0 {
-		o.Ks = []int{10}
-	}
-	if len(o.Nprobes) == 0 && !o.Auto {
-		o.Nprobes = []int{1}
-	}
-	q, err := faissio.ReadVectors(o.Queries)
-	if err != nil {
-		return nil, err
-	}
-	kmax := slices.Max(o.Ks)
-	var qrels [][]int64
-	if o.Qrels != "" {
-		if qrels, err = faissio.ReadQrels(o.Qrels, q.Rows); err != nil {
-			return nil, err
-		}
-	}
-	searchK := kmax
-	if qrels != nil {
-		searchK = max(searchK, 10)
-	}
-	rep := &EvalReport{
-		Queries: o.Queries, NQ: q.Rows, Ks: o.Ks, PrimaryK: o.PrimaryK(), Qrels: o.Qrels,
-		Threads: searchThreads(), MinTime: o.MinTime.Seconds(),
-	}
-	truths := map[faissio.Metric]*groundTruth{}
-	for _, path := range o.Indexes {
-		ir, err := evalIndex(ctx, o, path, q, searchK, qrels, truths, warn, prog)
-		if err != nil {
-			return nil, err
-		}
-		rep.Indexes = append(rep.Indexes, *ir)
-	}
-	var sources []string
-	for _, m := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
-		if gt := truths[m]; gt != nil {
-			sources = append(sources, fmt.Sprintf("%s: %s", m, gt.Source))
-		}
-	}
-	rep.GroundTruth = strings.Join(sources, "; ")
-	return rep, nil
-}
-
-// searchThreads is the number of threads FAISS's search runs on: one,
-// unless OMP_NUM_THREADS says otherwise (see cgo's thread policy).
-func searchThreads() int {
-	if n, err := strconv.Atoi(os.Getenv("OMP_NUM_THREADS")); err == nil && n > 0 {
-		return n
-	}
-	return 1
-}
-
-// evalIndex measures one index.
-func evalIndex(ctx context.Context, o EvalOptions, path string, q faissio.Matrix, searchK int, qrels [][]int64,
-	truths map[faissio.Metric]*groundTruth, warn io.Writer, prog func(string, int, int)) (*IndexReport, error) {
-	index, err := faiss.ReadIndex(path)
-	if err != nil {
-		return nil, err
-	}
-	defer index.Close()
-	info, err := index.Info()
-	if err != nil {
-		return nil, err
-	}
-	if info.D != q.Cols {
-		return nil, fmt.Errorf("queries %s have d=%d but index %s has d=%d", o.Queries, q.Cols, path, info.D)
-	}
-	gtMetric := info.Metric
-	if o.Metric != nil {
-		gtMetric = *o.Metric
-	}
-	if gtMetric != info.Metric {
-		fmt.Fprintf(warn, "distillvq: note: %s searches by %s; its recall is measured against exact %s search\n", path, info.Metric, gtMetric)
-	}
-	gt := truths[gtMetric]
-	if gt == nil {
-		kmax := slices.Max(o.Ks)
-		if o.GroundTruth != "" {
-			gt, err = readGroundTruth(o.GroundTruth, q.Rows, kmax)
-		} else {
-			gt, err = loadGroundTruth(ctx, gtRequest{Docs: o.Docs, IDs: o.IDs, Queries: o.Queries, K: kmax, Metric: gtMetric, NoCache: o.NoCache}, q, warn, prog)
-		}
-		if err != nil {
-			return nil, err
-		}
-		truths[gtMetric] = gt
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	ir := &IndexReport{
-		Path: path, Type: info.Type, D: info.D, Ntotal: info.Ntotal, Metric: info.Metric, GTMetric: gtMetric,
-		Nlist: info.Nlist, M: info.M, Nbits: info.Nbits, Bytes: fi.Size(), CodeSize: info.CodeSize,
-	}
-	if info.Ntotal > 0 {
-		ir.BytesPerVector = float64(fi.Size()) / float64(info.Ntotal)
-	}
-	nprobes := capNprobes(o.Nprobes, info.Nlist)
-	if o.Auto && info.Nlist > 0 {
-		a, err := autoNprobe(ctx, index, q, gt, o.PrimaryK(), o.Target, info.Nlist, searchK)
-		if err != nil {
-			return nil, err
-		}
-		ir.Auto = a
-		if !slices.Contains(nprobes, a.Nprobe) {
-			nprobes = append(nprobes, a.Nprobe)
-			slices.Sort(nprobes)
-		}
-	}
-	for i, np := range nprobes {
-		if prog != nil {
-			prog("eval "+shortName(path), i, len(nprobes))
-		}
-		pt, err := measure(ctx, index, q, np, searchK, o, gt, qrels)
-		if err != nil {
-			return nil, err
-		}
-		pt.Auto = ir.Auto != nil && ir.Auto.Nprobe == np
-		ir.Points = append(ir.Points, pt)
-	}
-	if prog != nil {
-		prog("eval "+shortName(path), len(nprobes), len(nprobes))
-	}
-	return ir, nil
-}
-
-// measure takes the recall of one search of all queries and then times
-// FAISS's search in batch mode and one query at a time.
-func measure(ctx context.Context, index *faiss.Index, q faissio.Matrix, nprobe, searchK int, o EvalOptions, gt *groundTruth, qrels [][]int64) (Point, error) {
-	pt := Point{Nprobe: nprobe, KRecall: map[int]float64{}, OneRecall: map[int]float64{}}
-	t0 := time.Now()
-	_, labels, err := index.Search(q, searchK, nprobe)
-	if err != nil {
-		return pt, err
-	}
-	batches, elapsed := 1, time.Since(t0)
-	for elapsed < o.MinTime {
-		if err := ctx.Err(); err != nil {
-			return pt, err
-		}
-		if _, _, err := index.Search(q, searchK, nprobe); err != nil {
-			return pt, err
-		}
-		batches++
-		elapsed = time.Since(t0)
-	}
-	pt.BatchQPS = float64(batches*q.Rows) / elapsed.Seconds()
-	for _, k := range o.Ks {
-		pt.KRecall[k] = KRecall(labels, searchK, gt, k)
-		pt.OneRecall[k] = OneRecall(labels, searchK, gt, k)
-	}
-	if qrels != nil {
-		mrr := MRR(labels, searchK, qrels, 10)
-		pt.MRR10 = &mrr
-		pt.QrelsRecall = map[int]float64{}
-		for _, k := range o.Ks {
-			pt.QrelsRecall[k] = QrelsRecall(labels, searchK, qrels, k)
-		}
-	}
-
-	// One query per call, cycling through the queries, for at least
-	// MinTime and at least one call per query up to 1000 queries.
-	var lat []float64
-	t0 = time.Now()
-	for i := 0; ; i++ {
-		if i%64 == 0 {
-			if err := ctx.Err(); err != nil {
-				return pt, err
-			}
-		}
-		if i >= min(q.Rows, 1000) && time.Since(t0) >= o.MinTime {
-			break
-		}
-		s := time.Now()
-		if _, _, err := index.Search(q.Slice(i%q.Rows, i%q.Rows+1), searchK, nprobe); err != nil {
-			return pt, err
-		}
-		lat = append(lat, float64(time.Since(s).Nanoseconds())/1e6)
-	}
-	total := time.Since(t0)
-	pt.SingleQPS = float64(len(lat)) / total.Seconds()
-	var sum float64
-	for _, v := range lat {
-		sum += v
-	}
-	pt.SingleMeanMs = sum / float64(len(lat))
-	slices.Sort(lat)
-	pt.SingleP99Ms = lat[min(len(lat)-1, int(math.Ceil(0.99*float64(len(lat))))-1)]
-	return pt, nil
-}
-
-// autoNprobe finds by binary search, as autofaiss does, the smallest nprobe
-// in 1..nlist whose k-recall@k reaches target, assuming recall does not fall
-// as nprobe grows.
-func autoNprobe(ctx context.Context, index *faiss.Index, q faissio.Matrix, gt *groundTruth, k int, target float64, nlist, searchK int) (*AutoNprobe, error) {
-	recall := func(np int) (float64, error) {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		_, labels, err := index.Search(q, searchK, np)
-		if err != nil {
-			return 0, err
-		}
-		return KRecall(labels, searchK, gt, k), nil
-	}
-	seen := map[int]float64{}
-	a := &AutoNprobe{K: k, Target: target, Nprobe: nlist}
-	r, err := recall(nlist)
-	if err != nil {
-		return nil, err
-	}
-	seen[nlist] = r
-	if r >= target {
-		a.Reached = true
-		lo, hi := 1, nlist // recall(hi) >= target; find the smallest such
-		for lo < hi {
-			mid := (lo + hi) / 2
-			r, err := recall(mid)
-			if err != nil {
-				return nil, err
-			}
-			seen[mid] = r
-			if r >= target {
-				hi = mid
-			} else {
-				lo = mid + 1
-			}
-		}
-		a.Nprobe = hi
-	}
-	a.Recall = seen[a.Nprobe]
-	return a, nil
-}
-
-// capNprobes keeps the nprobe values at most nlist, adding nlist itself when
-// a larger value was asked for; an index without lists gets one row.
-func capNprobes(nprobes []int, nlist int) []int {
-	if nlist == 0 {
-		return []int{1}
-	}
-	var out []int
-	for _, np := range nprobes {
-		np = min(np, nlist)
-		if !slices.Contains(out, np) {
-			out = append(out, np)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// KRecall is the k-recall@k of labels (rows of stride ids, best first)
-// against the exact top-k: |approximate top-k ∩ exact top-k| / k, averaged
-// over queries. Missing exact neighbours (-1) count as misses.
-func KRecall(labels []int64, stride int, gt *groundTruth, k int) float64 {
-	n := len(labels) / stride
-	var hit int
-	set := make(map[int64]struct{}, k)
-	for i := range n {
-		clear(set)
-		for _, id := range gt.row(i)[:k] {
-			if id >= 0 {
-				set[id] = struct{}{}
-			}
-		}
-		for _, id := range labels[i*stride : i*stride+k] {
-			if _, ok := set[id]; ok {
-				hit++
-				delete(set, id)
-			}
-		}
-	}
-	return float64(hit) / float64(n*k)
-}
-
-// OneRecall is 1-recall@k: the share of queries whose exact nearest
-// neighbour appears in the approximate top-k.
-func OneRecall(labels []int64, stride int, gt *groundTruth, k int) float64 {
-	n := len(labels) / stride
-	var hit int
-	for i := range n {
-		if nn := gt.row(i)[0]; nn >= 0 && slices.Contains(labels[i*stride:i*stride+k], nn) {
-			hit++
-		}
-	}
-	return float64(hit) / float64(n)
-}
-
-// MRR is the mean over labelled queries of 1/rank of the first labelled
-// document in the top k (0 if none is there).
-func MRR(labels []int64, stride int, qrels [][]int64, k int) float64 {
-	return meanOverLabelled(qrels, func(i int, rel []int64) float64 {
-		for r, id := range labels[i*stride : i*stride+k] {
-			if slices.Contains(rel, id) {
-				return 1 / float64(r+1)
-			}
-		}
-		return 0
-	})
-}
-
-// QrelsRecall is the mean over labelled queries of the share of their
-// labelled documents found in the top k.
-func QrelsRecall(labels []int64, stride int, qrels [][]int64, k int) float64 {
-	return meanOverLabelled(qrels, func(i int, rel []int64) float64 {
-		rel = slices.Compact(slices.Sorted(slices.Values(rel)))
-		var hit int
-		for _, id := range rel {
-			if slices.Contains(labels[i*stride:i*stride+k], id) {
-				hit++
-			}
-		}
-		return float64(hit) / float64(len(rel))
-	})
-}
-
-// meanOverLabelled averages f over the queries that have labels; 0 if none.
-func meanOverLabelled(qrels [][]int64, f func(i int, rel []int64) float64) float64 {
-	var sum float64
-	var n int
-	for i, rel := range qrels {
-		if len(rel) > 0 {
-			sum += f(i, rel)
-			n++
-		}
-	}
-	if n == 0 {
-		return 0
-	}
-	return sum / float64(n)
-}
-
+// parseInts reads a comma-separated list of positive integers.
 func parseInts(s string) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {

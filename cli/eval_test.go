@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/png"
-	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -15,43 +14,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/distillvq/distillvq/distill/eval"
 	"github.com/distillvq/distillvq/faissio"
 )
-
-// TestRecallMetrics checks the measures on hand-made results.
-func TestRecallMetrics(t *testing.T) {
-	// Two queries, exact top-3 and approximate top-3 (stride 3).
-	gt := &groundTruth{K: 3, IDs: []int64{1, 2, 3, 7, 8, 9}}
-	labels := []int64{
-		2, 5, 1, // query 0: finds 2 of the exact 3, the nearest (1) at rank 3
-		9, 8, 7, // query 1: all three, nearest (7) last
-	}
-	for _, c := range []struct {
-		name      string
-		got, want float64
-	}{
-		{"1-recall@1", KRecall(labels, 3, gt, 1), 0},
-		{"3-recall@3", KRecall(labels, 3, gt, 3), 5.0 / 6},
-		{"2-recall@2", KRecall(labels, 3, gt, 2), (1 + 1) / 4.0},
-		{"one-recall@1", OneRecall(labels, 3, gt, 1), 0},
-		{"one-recall@3", OneRecall(labels, 3, gt, 3), 1},
-		{"one-recall@2", OneRecall(labels, 3, gt, 2), 0},
-		// Query 0 labels {5, 4}: first at rank 2; query 1 labels {1, 1}
-		// (a repeat): none found; query 2 has no labels and no results.
-		{"MRR", MRR(append(labels, -1, -1, -1), 3, [][]int64{{5, 4}, {1, 1}, nil}, 3), (0.5 + 0) / 2},
-		{"qrels recall@3", QrelsRecall(labels, 3, [][]int64{{5, 4}, {1, 1}}, 3), (0.5 + 0) / 2},
-		{"qrels recall@1", QrelsRecall(labels, 3, [][]int64{{2}, {9, 100}}, 1), (1 + 0.5) / 2},
-	} {
-		if math.Abs(c.got-c.want) > 1e-12 {
-			t.Errorf("%s = %g, want %g", c.name, c.got, c.want)
-		}
-	}
-	// Missing exact neighbours (-1) are never matched by missing results.
-	gt = &groundTruth{K: 2, IDs: []int64{4, -1}}
-	if r := KRecall([]int64{4, -1}, 2, gt, 2); r != 0.5 {
-		t.Errorf("recall with a missing neighbour = %g, want 0.5", r)
-	}
-}
 
 // pyEval is evalcheck.py's output: per nprobe, per k.
 type pyEval map[string]struct {
@@ -79,7 +44,7 @@ func python(t *testing.T, py string, args ...string) []byte {
 
 // checkAgainstPython compares every recall figure of an eval report with
 // Python FAISS's own computation for the same index.
-func checkAgainstPython(t *testing.T, py string, rep *EvalReport, docs, queries, metric, qrels string) {
+func checkAgainstPython(t *testing.T, py string, rep *eval.Report, docs, queries, metric, qrels string) {
 	t.Helper()
 	for _, ir := range rep.Indexes {
 		var nps []string
@@ -123,13 +88,13 @@ func checkAgainstPython(t *testing.T, py string, rep *EvalReport, docs, queries,
 }
 
 // readReport reads an eval --json file.
-func readReport(t *testing.T, path string) *EvalReport {
+func readReport(t *testing.T, path string) *eval.Report {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep EvalReport
+	var rep eval.Report
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -151,11 +116,11 @@ func TestEvalSiftsmallMatchesPythonFAISS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours, err := loadGroundTruth(context.Background(), gtRequest{Docs: docs, Queries: queries, K: 100, Metric: faissio.L2, NoCache: true}, q, io.Discard, nil)
+	ours, err := eval.ExactGroundTruth(context.Background(), docs, "", queries, 100, faissio.L2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := readGroundTruth(shipped, q.Rows, 100)
+	theirs, err := eval.ReadGroundTruth(shipped, q.Rows, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,12 +140,12 @@ func TestEvalSiftsmallMatchesPythonFAISS(t *testing.T) {
 	}
 	var rowsDiffer int
 	for i := range q.Rows {
-		if slices.Equal(ours.row(i), theirs.row(i)) {
+		if slices.Equal(ours.Row(i), theirs.Row(i)) {
 			continue
 		}
 		rowsDiffer++
-		for r, id := range ours.row(i) {
-			if other := theirs.row(i)[r]; other != id && dist(i, id) != dist(i, other) {
+		for r, id := range ours.Row(i) {
+			if other := theirs.Row(i)[r]; other != id && dist(i, id) != dist(i, other) {
 				t.Errorf("query %d rank %d: computed %d at distance %g, shipped %d at %g", i, r, id, dist(i, id), other, dist(i, other))
 			}
 		}
@@ -231,14 +196,14 @@ func TestEvalGloVeMatchesPythonFAISS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gt, err := loadGroundTruth(context.Background(), gtRequest{Docs: docs, Queries: queries, K: 10, Metric: faissio.InnerProduct, NoCache: true}, q, io.Discard, nil)
+	gt, err := eval.ExactGroundTruth(context.Background(), docs, "", queries, 10, faissio.InnerProduct)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var qrels strings.Builder
 	for i := range q.Rows {
 		if i%3 != 2 {
-			fmt.Fprintf(&qrels, "%d\t%d\n%d\t%d\n", i, gt.row(i)[0], i, gt.row(i)[4])
+			fmt.Fprintf(&qrels, "%d\t%d\n%d\t%d\n", i, gt.Row(i)[0], i, gt.Row(i)[4])
 		}
 	}
 	qrelsPath := filepath.Join(dir, "qrels.tsv")
@@ -422,43 +387,6 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// TestBlockedGroundTruth computes the exact top-100 over the embedded set in
-// blocks of 3,000 documents and merges them: the result must equal one
-// exact search over all documents, for both metrics.
-func TestBlockedGroundTruth(t *testing.T) {
-	q, err := faissio.ReadVectors(gloveQ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q = q.Slice(0, 300)
-	src, err := faissio.OpenSource(gloveDocs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, metric := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
-		whole, err := exactSearch(context.Background(), src, nil, q, 100, metric, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		saved := gtDocBlock
-		gtDocBlock = 3000 * 4 * src.Cols
-		blocked, err := exactSearch(context.Background(), src, nil, q, 100, metric, nil)
-		gtDocBlock = saved
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(whole, blocked) {
-			var diff int
-			for i := range whole {
-				if whole[i] != blocked[i] {
-					diff++
-				}
-			}
-			t.Errorf("%s: blocked ground truth differs in %d of %d entries", metric, diff, len(whole))
-		}
-	}
-}
-
 // TestEvalMetricNote evaluates an inner-product index against exact L2
 // search (--metric l2): allowed, with a one-line note on stderr, and the
 // report says which metric the recall was measured against.
@@ -472,7 +400,7 @@ func TestEvalMetricNote(t *testing.T) {
 	if !strings.Contains(errs, "searches by ip; its recall is measured against exact l2 search") {
 		t.Errorf("stderr %q lacks the metric note", errs)
 	}
-	var rep EvalReport
+	var rep eval.Report
 	if b, err := os.ReadFile(js); err != nil || json.Unmarshal(b, &rep) != nil {
 		t.Fatal(err)
 	}

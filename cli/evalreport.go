@@ -16,11 +16,12 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/distillvq/distillvq/distill/eval"
 	"github.com/distillvq/distillvq/faissio"
 )
 
 // writeEvalReports prints the comparison and writes the files asked for.
-func writeEvalReports(e *env, rep *EvalReport, o EvalOptions) error {
+func writeEvalReports(e *env, rep *eval.Report, o reportFiles) error {
 	printTables(e.stdout, rep, false)
 	if o.JSON != "" {
 		if err := writeJSON(o.JSON, rep); err != nil {
@@ -60,7 +61,7 @@ func shortName(path string) string { return filepath.Base(path) }
 
 // printTables writes the points table and the index table, aligned for a
 // terminal or as Markdown.
-func printTables(w io.Writer, rep *EvalReport, markdown bool) {
+func printTables(w io.Writer, rep *eval.Report, markdown bool) {
 	head := []string{"index", "nprobe"}
 	for _, k := range rep.Ks {
 		head = append(head, fmt.Sprintf("R@%d", k))
@@ -109,7 +110,7 @@ func printTables(w io.Writer, rep *EvalReport, markdown bool) {
 
 	fmt.Fprintln(w)
 	head = []string{"index", "type", "d", "ntotal", "metric", "nlist", "PQ", "file MiB", "bytes/vector"}
-	var auto *AutoNprobe
+	var auto *eval.AutoNprobe
 	for _, ir := range rep.Indexes {
 		if ir.Auto != nil {
 			auto = ir.Auto
@@ -172,7 +173,7 @@ func writeTable(w io.Writer, head []string, rows [][]string, markdown bool) {
 
 // plotRecallQPS draws batch QPS (log scale) against k-recall@k at the
 // primary k, one line per index, each point labelled by its nprobe.
-func plotRecallQPS(path string, rep *EvalReport) error {
+func plotRecallQPS(path string, rep *eval.Report) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("%s: %d queries, FAISS search threads: %d", filepath.Base(rep.Queries), rep.NQ, rep.Threads)
 	p.X.Label.Text = fmt.Sprintf("%d-recall@%d", rep.PrimaryK, rep.PrimaryK)

@@ -106,7 +106,7 @@ func describe(ix faissio.Index) *Description {
 		for _, lt := range pt.Chain {
 			d.Chain = append(d.Chain, fmt.Sprintf("LinearTransform %d→%d", lt.DIn, lt.DOut))
 			if lt.DIn == lt.DOut {
-				e := orthoError(lt.A, lt.DIn)
+				e := faissio.OrthonormalityError(lt.A, lt.DIn)
 				d.RotationError = &e
 			}
 		}
@@ -234,27 +234,6 @@ func codeAt(code []byte, m, nbits int) int {
 		v |= int(code[b>>3]>>(b&7)&1) << i
 	}
 	return v
-}
-
-// orthoError is max |A Aᵀ - I| over the entries, for A d×d row-major.
-func orthoError(a []float32, d int) float64 {
-	if len(a) != d*d {
-		return math.NaN()
-	}
-	var worst float64
-	for i := range d {
-		for j := range d {
-			var s float64
-			for k := range d {
-				s += float64(a[i*d+k]) * float64(a[j*d+k])
-			}
-			if i == j {
-				s--
-			}
-			worst = math.Max(worst, math.Abs(s))
-		}
-	}
-	return worst
 }
 
 func printDescription(w io.Writer, d *Description) {

@@ -4,41 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
-	"github.com/distillvq/distillvq/distill"
+	"github.com/distillvq/distillvq/distill/eval"
 	"github.com/distillvq/distillvq/faissio"
 )
-
-func TestSampleIndices(t *testing.T) {
-	const n, k, trials = 50, 10, 4000
-	count := make([]int, n)
-	for s := range uint64(trials) {
-		idx := sampleIndices(n, k, s)
-		if len(idx) != k || !slices.IsSorted(idx) || len(slices.Compact(slices.Clone(idx))) != k || idx[0] < 0 || idx[k-1] >= n {
-			t.Fatalf("seed %d: %v is not %d sorted distinct indices below %d", s, idx, k, n)
-		}
-		for _, i := range idx {
-			count[i]++
-		}
-	}
-	// Each index is drawn with probability k/n: 800 of 4000, sd ≈ 25.
-	for i, c := range count {
-		if math.Abs(float64(c)-trials*k/n) > 5*math.Sqrt(trials*k/n*(1-float64(k)/n)) {
-			t.Errorf("index %d drawn %d times, want about %d", i, c, trials*k/n)
-		}
-	}
-	if got := sampleIndices(5, 9, 1); !slices.Equal(got, []int{0, 1, 2, 3, 4}) {
-		t.Errorf("k > n: %v", got)
-	}
-}
 
 func TestParseBytes(t *testing.T) {
 	for in, want := range map[string]int64{"": 0, "none": -1, "3GiB": 3 << 30, "500MB": 500e6, "2g": 2 << 30, "1048576": 1 << 20, "1.5 GiB": 3 << 29, "64k": 64 << 10} {
@@ -50,39 +24,6 @@ func TestParseBytes(t *testing.T) {
 		if _, err := parseBytes(in); err == nil {
 			t.Errorf("parseBytes(%q) accepted", in)
 		}
-	}
-}
-
-// TestPlanMemory checks that the k-means plan shrinks its training sample
-// to fit, never below 39 points per list, and that other trainers say what
-// would fit instead.
-func TestPlanMemory(t *testing.T) {
-	cfg := distill.Config{Nlist: 4096, M: 64, Nbits: 8}
-	const n, d = 1_000_000, 768
-	o := BuildOptions{Train: "kmeans", MaxMemory: 3 << 30}
-	p, err := planMemory(o, cfg, n, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.bytes > 3<<30 || p.trainRows >= n || p.trainRows < 39*4096 {
-		t.Errorf("1M x 768 in 3 GiB: plan %+v", p)
-	}
-	t.Logf("1M x 768, nlist 4096, M 64 in 3 GiB: %d training rows, %s planned", p.trainRows, showBytes(p.bytes))
-	if _, err := planMemory(BuildOptions{Train: "kmeans", MaxMemory: 200 << 20}, cfg, n, d); err == nil || !strings.Contains(err.Error(), "39 per list") {
-		t.Errorf("200 MiB: %v", err)
-	}
-	if p, err := planMemory(BuildOptions{Train: "distill", MaxMemory: 3 << 30}, cfg, n, d); err != nil || !p.distillSample || p.bytes > 3<<30 || p.trainRows >= n {
-		t.Errorf("distill in 3 GiB: %+v, %v", p, err)
-	} else {
-		t.Logf("distill in 3 GiB: learns from %d documents, %s planned", p.trainRows, showBytes(p.bytes))
-	}
-	for _, o := range []BuildOptions{{Train: "distill", Qrels: "q.tsv", MaxMemory: 3 << 30}, {Train: "faiss", MaxMemory: 3 << 30}} {
-		if _, err := planMemory(o, cfg, n, d); err == nil || !strings.Contains(err.Error(), "--train kmeans streams") {
-			t.Errorf("%s in 3 GiB: %v", o.Train, err)
-		}
-	}
-	if p, err := planMemory(BuildOptions{Train: "kmeans", MaxMemory: -1}, cfg, n, d); err != nil || p.trainRows != n {
-		t.Errorf("no bound: %+v, %v", p, err)
 	}
 }
 
@@ -119,7 +60,7 @@ func TestStreamedBuildEqualsWholeRead(t *testing.T) {
 
 	small, rep := filepath.Join(dir, "small.faiss"), filepath.Join(dir, "r.json")
 	mustRun(t, append(args, "--docs", shards, "--max-memory", "166MiB", "--report-json", rep, "-o", small)...)
-	var r BuildReport
+	var r buildReport
 	js, _ := os.ReadFile(rep)
 	if err := json.Unmarshal(js, &r); err != nil {
 		t.Fatal(err)
@@ -139,7 +80,7 @@ func TestDistillOnSampleWithinMemory(t *testing.T) {
 	args := []string{"build", "--docs", gloveDocs, "--nlist", "128", "--m", "20"}
 	out := mustRun(t, append(args, "--queries", gloveDir+"/train-queries.npy", "--epochs", "3", "--max-memory", "172MiB", "--report-json", rep, "-o", ours)...)
 	mustRun(t, append(args, "--train", "faiss", "-o", theirs)...)
-	var r BuildReport
+	var r buildReport
 	js, _ := os.ReadFile(rep)
 	if err := json.Unmarshal(js, &r); err != nil {
 		t.Fatal(err)
@@ -147,8 +88,8 @@ func TestDistillOnSampleWithinMemory(t *testing.T) {
 	if r.DistillDocs == 0 || r.DistillDocs >= r.N || !strings.Contains(out, "distilled on") {
 		t.Fatalf("no sampled distillation: %+v\n%s", r, out)
 	}
-	ev, err := Eval(context.Background(), EvalOptions{Docs: gloveDocs, Queries: gloveQ, Indexes: []string{ours, theirs}, Ks: []int{10},
-		Nprobes: []int{4, 16}, NoCache: true}, io.Discard, nil)
+	ev, err := eval.Run(context.Background(), eval.Options{Docs: gloveDocs, Queries: gloveQ, Indexes: []string{ours, theirs}, Ks: []int{10},
+		Nprobes: []int{4, 16}, NoCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,13 +3,14 @@ package cli
 import (
 	"context"
 	"errors"
-	"io"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/distillvq/distillvq/distill/eval"
 )
 
 // TestPureGoBuild builds the command with CGO_ENABLED=0, trains and writes
@@ -36,8 +37,8 @@ func TestPureGoBuild(t *testing.T) {
 			t.Fatalf("pure-Go build: %v\n%s", err, out)
 		}
 		mustRun(t, append(args, "-o", withCgo)...)
-		rep, err := Eval(context.Background(), EvalOptions{Docs: gloveDocs, Queries: gloveQ, Indexes: []string{pure, withCgo},
-			Ks: []int{10}, Nprobes: []int{1, 4, 16}, NoCache: true}, io.Discard, nil)
+		rep, err := eval.Run(context.Background(), eval.Options{Docs: gloveDocs, Queries: gloveQ, Indexes: []string{pure, withCgo},
+			Ks: []int{10}, Nprobes: []int{1, 4, 16}, NoCache: true})
 		if err != nil {
 			t.Fatal(err)
 		}

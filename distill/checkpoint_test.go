@@ -16,7 +16,7 @@ func TestDistillResume(t *testing.T) {
 		tr, _, _, queries, _ := studentProblem(metric, 4, "list", "listnet")
 		init := &Model{D: tr.d, Metric: metric, Nlist: tr.nlist, Centroids: slices.Clone(tr.model.Centroids),
 			M: tr.M, Nbits: tr.model.Nbits, Codebooks: slices.Clone(tr.model.Codebooks)}
-		lists := init.Assign(tr.docs)
+		lists := assign(init, tr.docs)
 		cfg := DistillConfig{Queries: queries, Epochs: 3, Batch: 100, PseudoQueries: 200, Val: 50, TopK: 20, InBatch: 20, Seed: 5}
 		var states []*DistillState
 		full := cfg

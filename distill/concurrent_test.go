@@ -21,9 +21,9 @@ func TestConcurrentUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lists := ref.Assign(docs)
-	codes := ref.Encode(docs, lists)
-	teacher := ExactTopK(docs, docs.Slice(0, 300), 10, faissio.L2, nil)
+	lists := assign(ref, docs)
+	codes := encode(ref, docs, lists)
+	teacher := exactTopK(docs, docs.Slice(0, 300), 10, faissio.L2, nil)
 
 	var wg sync.WaitGroup
 	errs := make(chan string, 32)
@@ -36,12 +36,12 @@ func TestConcurrentUse(t *testing.T) {
 					errs <- "TrainKMeans differs when run concurrently"
 				}
 			case 1:
-				if l := ref.Assign(docs); !slices.Equal(l, lists) || !slices.Equal(ref.Encode(docs, l), codes) {
+				if l := assign(ref, docs); !slices.Equal(l, lists) || !slices.Equal(encode(ref, docs, l), codes) {
 					errs <- "Assign/Encode differ when run concurrently"
 				}
 			case 2:
-				tt := ExactTopK(docs, docs.Slice(0, 300), 10, faissio.L2, nil)
-				if !slices.Equal(tt.IDs, teacher.IDs) || !slices.Equal(tt.Scores, teacher.Scores) {
+				tt := exactTopK(docs, docs.Slice(0, 300), 10, faissio.L2, nil)
+				if !slices.Equal(tt.Rows, teacher.Rows) || !slices.Equal(tt.Scores, teacher.Scores) {
 					errs <- "ExactTopK differs when run concurrently"
 				}
 			}

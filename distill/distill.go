@@ -23,54 +23,56 @@ type DistillConfig struct {
 	// 10k word queries, 20k pseudo-queries raised R10@10 at nprobe 16 from
 	// .547 to .571.
 	Queries       faissio.Matrix `json:"-"`
-	PseudoQueries int
+	PseudoQueries int            `json:"pseudo_queries"`
 	// Qrels optionally lists labelled positive documents (rows) per training
 	// query; they join the query's candidates.
 	Qrels [][]int32 `json:"-"`
 	// Val is the number of training queries held out to measure recall
 	// during training; default min(500, queries/10); -1 for none.
-	Val       int
-	ValNprobe int // default max(1, nlist/16)
+	Val       int `json:"val"`
+	ValNprobe int `json:"val_nprobe"` // default max(1, nlist/16)
 
-	TopK int // teacher's top documents per query, default 200
+	TopK int `json:"top_k"` // teacher's top documents per query, default 200
 	// TopKSample, when positive, draws this many of the Top-K afresh for
 	// each step instead of using all K (the paper's Top-K^n sampling).
-	TopKSample int
-	// Negatives picks the candidates besides the teacher's Top-K:
-	// "inbatch" (default: InBatch documents drawn from the other queries'
-	// Top-K in the batch), "none" (Top-K only), "random" (InBatch random
+	TopKSample int `json:"top_k_sample"`
+	// Negatives picks the candidates besides the teacher's Top-K: InBatch
+	// (default: InBatch documents drawn from the other queries' Top-K in
+	// the batch), NoNegatives (Top-K only), RandomNegatives (InBatch random
 	// documents).
-	Negatives string
-	InBatch   int // default 200
+	Negatives NegativesKind `json:"negatives"`
+	InBatch   int           `json:"in_batch"` // default 200
 
-	Loss    string // listnet (default), kl, mse, margin-mse, ranknet
-	IVFLoss string // "list" (default: softmax over all lists) or "doc" (the paper's)
+	Loss    LossKind    `json:"loss"`     // default ListNet
+	IVFLoss IVFLossKind `json:"ivf_loss"` // default ListLevel: softmax over all lists
 	// Temperature in units of the median spread of the teacher's Top-K
 	// scores (best minus K-th); default 0.2 (on GloVe 100k, R10@10 at
 	// nprobe 16 was .493 at 0.05, .534 at 0.2, .540 at 0.4).
-	Temperature float64
+	Temperature float64 `json:"temperature"`
 	// IVFWeight multiplies the IVF loss; 0 scales it to the PQ loss on the
 	// first batch, as the reference code does.
-	IVFWeight float64
+	IVFWeight float64 `json:"ivf_weight"`
 
-	// Encode is how documents get their PQ codes, in training and at export:
-	// "weighted" (default for inner product) minimises the expected error of
-	// the query score, (u-û)ᵀE[qqᵀ](u-û), over the training queries; "l2"
-	// is FAISS's nearest codeword. For L2 search only "l2" is used.
-	Encode string
+	// Encode is how documents get their PQ codes, in training and at
+	// export: Weighted (default, inner product) minimises the expected
+	// error of the query score, (u-û)ᵀE[qqᵀ](u-û), over the training
+	// queries; NearestCodeword is FAISS's encoding. L2 search always uses
+	// NearestCodeword.
+	Encode EncodingKind `json:"encode"`
 
 	// RefreshEvery is the number of steps between re-encodings of every
 	// document with the current parameters; 0 means once per epoch.
-	RefreshEvery int
+	RefreshEvery int `json:"refresh_every"`
 
-	Epochs int // default 8
-	Batch  int // queries per step, default 256
+	Epochs int `json:"epochs"` // default 8
+	Batch  int `json:"batch"`  // queries per step, default 256
 	// LRIVF and LRPQ are Adam learning rates in units of the RMS of the
 	// document coordinates; default 0.01 for inner product (0.005 and 0.03
 	// measured worse on GloVe), 0.003 for L2 (0.01 lost recall on
 	// siftsmall at nprobe 16).
-	LRIVF, LRPQ float64
-	Seed        uint64
+	LRIVF float64 `json:"lr_ivf"`
+	LRPQ  float64 `json:"lr_pq"`
+	Seed  uint64  `json:"seed"`
 	// Progress is called after every epoch.
 	Progress func(EpochStats) `json:"-"`
 	// Checkpoint, when set, receives the training state after every epoch
@@ -82,11 +84,16 @@ type DistillConfig struct {
 	Resume *DistillState `json:"-"`
 }
 
+// DefaultEpochs is the number of passes over the training queries when
+// DistillConfig.Epochs is 0.
+const DefaultEpochs = 8
+
 // EpochStats is one point of the training curve.
 type EpochStats struct {
-	Epoch, Epochs int
-	LossPQ        float64 `json:"loss_pq"`
-	LossIVF       float64 `json:"loss_ivf"`
+	Epoch   int     `json:"epoch"`
+	Epochs  int     `json:"epochs"`
+	LossPQ  float64 `json:"loss_pq"`
+	LossIVF float64 `json:"loss_ivf"`
 	// ValRecall is the 10-recall@10 of the held-out queries at ValNprobe,
 	// against the teacher; -1 when no queries are held out.
 	ValRecall float64       `json:"val_recall"`
@@ -113,7 +120,7 @@ func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 	}
 	set(&c.TopK, 200)
 	set(&c.InBatch, 200)
-	set(&c.Epochs, 8)
+	set(&c.Epochs, DefaultEpochs)
 	set(&c.Batch, 256)
 	set(&c.ValNprobe, max(1, nlist/16))
 	if c.Temperature == 0 {
@@ -129,25 +136,17 @@ func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 	if c.LRPQ == 0 {
 		c.LRPQ = lr
 	}
-	if c.Negatives == "" {
-		c.Negatives = "inbatch"
-	}
-	if c.Loss == "" {
-		c.Loss = "listnet"
-	}
-	if c.IVFLoss == "" {
-		c.IVFLoss = "list"
-	}
-	if c.Encode == "" {
-		c.Encode = "weighted"
+	for _, err := range []error{
+		CheckEnum("--negatives", c.Negatives, negativesNames),
+		CheckEnum("--encode", c.Encode, encodingNames),
+		CheckEnum("--ivf-loss", c.IVFLoss, ivfLossNames),
+		CheckEnum("--loss", c.Loss, lossNames),
+	} {
+		if err != nil {
+			return err
+		}
 	}
 	switch {
-	case c.Negatives != "inbatch" && c.Negatives != "none" && c.Negatives != "random":
-		return fmt.Errorf("negatives %q: want inbatch, none or random", c.Negatives)
-	case c.Encode != "weighted" && c.Encode != "l2":
-		return fmt.Errorf("encode %q: want weighted or l2", c.Encode)
-	case c.IVFLoss != "list" && c.IVFLoss != "doc":
-		return fmt.Errorf("IVF loss %q: want list or doc", c.IVFLoss)
 	case c.TopK < 1 || c.Epochs < 1 || c.Batch < 1:
 		return fmt.Errorf("top-k, epochs and batch must be at least 1")
 	case c.InBatch < 0 || c.TopKSample < 0 || c.RefreshEvery < 0:
@@ -157,8 +156,7 @@ func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 	case c.Temperature < 0 || c.LRIVF < 0 || c.LRPQ < 0 || c.IVFWeight < 0:
 		return fmt.Errorf("temperature, learning rates and IVF weight must not be negative")
 	}
-	_, err := LossByName(c.Loss)
-	return err
+	return nil
 }
 
 // trainer is the state of one distillation run.
@@ -173,7 +171,7 @@ type trainer struct {
 	lists   []int32 // fixed doc -> list assignment
 	codes   []uint8 // N*M codeword indices, refreshed every epoch
 	model   *Model  // Centroids and Codebooks are the parameters trained
-	loss    Loss
+	loss    lossFunc
 	temp    float64
 	ivfW    float64
 	members [][]int32 // documents of each list
@@ -204,6 +202,11 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	if docs.Rows < 2 {
 		return nil, nil, fmt.Errorf("distillation needs at least 2 documents, got %d", docs.Rows)
 	}
+	if docs.Rows > math.MaxInt32 {
+		// Documents are numbered with int32 here; a sample of them is
+		// what the build passes beyond that.
+		return nil, nil, fmt.Errorf("distillation learns from at most %d documents, got %d", math.MaxInt32, docs.Rows)
+	}
 	if docs.Cols != init.D || len(lists) != docs.Rows {
 		return nil, nil, fmt.Errorf("%d lists for %d documents of d=%d, model d=%d", len(lists), docs.Rows, docs.Cols, init.D)
 	}
@@ -217,7 +220,7 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	m := &Model{D: init.D, Metric: init.Metric, Nlist: init.Nlist, M: init.M, Nbits: init.Nbits,
 		Centroids: slices.Clone(init.Centroids), Codebooks: slices.Clone(init.Codebooks)}
 	t := newTrainer(cfg, docs, m, lists)
-	t.loss, _ = LossByName(cfg.Loss)
+	t.loss = lossFuncs[cfg.Loss]
 
 	// Training queries: the given ones, then documents standing in for
 	// queries.
@@ -238,7 +241,10 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	resume := cfg.Resume
 	var teacher *Teacher
 	if resume == nil || resume.Epoch < cfg.Epochs {
-		teacher = ExactTopK(docs, queries, cfg.TopK, t.metric, exclude)
+		var err error
+		if teacher, err = ExactTopK(ctx, docs, queries, cfg.TopK, t.metric, exclude); err != nil {
+			return nil, nil, err
+		}
 		K := teacher.K
 		// Temperature in units of the median spread of the teacher's Top-K.
 		spreads := make([]float64, queries.Rows)
@@ -256,8 +262,11 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	}
 	nval = max(0, min(nval, queries.Rows-1))
 	val, train := order[:nval], order[nval:]
-	if cfg.Encode == "weighted" && t.metric == faissio.InnerProduct && m.M > 0 {
-		m.EncodeWeight = SecondMoment(encodeQueries(queries, train, exclude))
+	if cfg.Encode == Weighted && t.metric == faissio.InnerProduct && m.M > 0 {
+		var err error
+		if m.EncodeWeight, err = SecondMoment(ctx, encodeQueries(queries, train, exclude)); err != nil {
+			return nil, nil, err
+		}
 	}
 
 	rms := coordinateRMS(docs)
@@ -313,14 +322,21 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			start = start.Add(-curve[len(curve)-1].Elapsed)
 		}
 	} else if len(val) > 0 {
-		t.refreshCodes()
-		r := t.valRecall(queries, val, teacher, exclude)
+		if err := t.refreshCodes(ctx); err != nil {
+			return nil, nil, err
+		}
+		r, err := t.valRecall(ctx, queries, val, teacher, exclude)
+		if err != nil {
+			return nil, nil, err
+		}
 		curve = append(curve, EpochStats{Epochs: cfg.Epochs, ValRecall: r})
 		best = r
 	}
 	for ep := ep0; ep < cfg.Epochs; ep++ {
 		if !t.fresh {
-			t.refreshCodes()
+			if err := t.refreshCodes(ctx); err != nil {
+				return nil, nil, err
+			}
 		}
 		rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
 		var sumPQ, sumIVF float64
@@ -330,7 +346,9 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			}
 			batch := train[b0:min(b0+cfg.Batch, len(train))]
 			if cfg.RefreshEvery > 0 && step > 0 && step%cfg.RefreshEvery == 0 && !t.fresh {
-				t.refreshCodes()
+				if err := t.refreshCodes(ctx); err != nil {
+					return nil, nil, err
+				}
 			}
 			cands := t.candidates(batch, teacher, queries, exclude, rng)
 			var wg sync.WaitGroup
@@ -384,9 +402,14 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 		st.Left = time.Duration(float64(st.Elapsed) / float64(ep+1) * float64(cfg.Epochs-ep-1))
 		if len(val) > 0 {
 			if !t.fresh {
-				t.refreshCodes()
+				if err := t.refreshCodes(ctx); err != nil {
+					return nil, nil, err
+				}
 			}
-			st.ValRecall = t.valRecall(queries, val, teacher, exclude)
+			var err error
+			if st.ValRecall, err = t.valRecall(ctx, queries, val, teacher, exclude); err != nil {
+				return nil, nil, err
+			}
 			if st.ValRecall > best {
 				best = st.ValRecall
 				copy(bestCentroids, m.Centroids)
@@ -468,11 +491,13 @@ func coordinateRMS(x faissio.Matrix) float64 {
 
 // refreshCodes re-encodes every document's residual with the current
 // centroids and codebooks (hard assignment, forward pass of the STE).
-func (t *trainer) refreshCodes() {
+//
+// It stops between blocks with ctx's error once ctx is cancelled; the codes
+// are then not fresh.
+func (t *trainer) refreshCodes(ctx context.Context) error {
 	if t.M == 0 {
-		return
+		return ctx.Err()
 	}
-	t.fresh = true
 	if t.codes == nil {
 		t.codes = make([]uint8, t.docs.Rows*t.M)
 	}
@@ -480,7 +505,12 @@ func (t *trainer) refreshCodes() {
 	for i, l := range t.lists {
 		lists[i] = int64(l)
 	}
-	t.model.encodeIndices(t.docs, lists, t.codes)
+	if err := t.model.encodeIndices(ctx, t.docs, lists, t.codes); err != nil {
+		t.fresh = false
+		return err
+	}
+	t.fresh = true
+	return nil
 }
 
 // candidate is one document scored for a query, with its teacher score.
@@ -512,7 +542,7 @@ func (t *trainer) candidates(batch []int, teacher *Teacher, queries faissio.Matr
 			ranks = rng.Perm(K)[:n]
 		}
 		for _, r := range ranks {
-			id := teacher.IDs[qi*K+r]
+			id := teacher.Rows[qi*K+r]
 			c = append(c, candidate{id, teacher.Scores[qi*K+r]})
 			t.seen[id] = stamp
 		}
@@ -529,17 +559,17 @@ func (t *trainer) candidates(batch []int, teacher *Teacher, queries faissio.Matr
 			}
 		}
 		switch t.cfg.Negatives {
-		case "inbatch":
+		case InBatch:
 			if len(batch) > 1 {
 				for n := 0; n < t.cfg.InBatch; n++ {
 					other := batch[rng.IntN(len(batch))]
 					if other == qi {
 						continue
 					}
-					add(teacher.IDs[other*K+rng.IntN(K)])
+					add(teacher.Rows[other*K+rng.IntN(K)])
 				}
 			}
-		case "random":
+		case RandomNegatives:
 			for n := 0; n < t.cfg.InBatch; n++ {
 				add(int32(rng.IntN(t.docs.Rows)))
 			}

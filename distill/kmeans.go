@@ -86,7 +86,9 @@ func KMeans(ctx context.Context, x faissio.Matrix, k int, cfg KMeansConfig) ([]f
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		a.assign(view(x), cent, cfg.Metric, labels, nil)
+		if err := a.assign(ctx, view(x), cent, cfg.Metric, labels, nil); err != nil {
+			return nil, err
+		}
 		clear(counts)
 		for _, c := range labels {
 			counts[c]++
@@ -270,7 +272,9 @@ func newAssignerThreads(dim, k, workers int) *assigner {
 // score is not nil, its score: the inner product for InnerProduct (largest
 // wins), ||c||^2 - 2<x,c> for L2 (smallest wins; add ||x||^2 for the
 // distance).
-func (a *assigner) assign(v strided, cent []float32, metric faissio.Metric, labels []int32, score []float32) {
+//
+// It stops between blocks with ctx's error once ctx is cancelled.
+func (a *assigner) assign(ctx context.Context, v strided, cent []float32, metric faissio.Metric, labels []int32, score []float32) error {
 	k, d := a.k, a.dim
 	l2 := metric == faissio.L2
 	if l2 {
@@ -301,7 +305,7 @@ func (a *assigner) assign(v strided, cent []float32, metric faissio.Metric, labe
 			}
 		}
 	}
-	eachJob(nblocks, a.workers, func(w int) func(int) {
+	return eachJob(ctx, nblocks, a.workers, func(w int) func(int) {
 		if len(a.bufs[w]) < min(a.rows, v.n)*k {
 			a.bufs[w] = make([]float32, min(a.rows, v.n)*k)
 		}

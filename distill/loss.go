@@ -1,30 +1,20 @@
 package distill
 
-import (
-	"fmt"
-	"math"
-)
+import "math"
 
-// Loss compares a query's student scores s with the teacher's t over the
-// same candidates, at temperature temp. It returns the loss and writes
+// lossFunc compares a query's student scores s with the teacher's t over
+// the same candidates, at temperature temp. It returns the loss and writes
 // dL/ds into grad (len(s)).
-type Loss func(t, s []float32, temp float64, grad []float64) float64
+type lossFunc func(t, s []float32, temp float64, grad []float64) float64
 
-// Losses are the similarity functions of the Distill-VQ paper (Table 3).
-var Losses = map[string]Loss{
-	"listnet":    listNet,
-	"kl":         klStudentTeacher,
-	"mse":        mse,
-	"margin-mse": marginMSE,
-	"ranknet":    weightedRankNet,
-}
-
-// LossByName returns the named loss or an error listing the choices.
-func LossByName(name string) (Loss, error) {
-	if l, ok := Losses[name]; ok {
-		return l, nil
-	}
-	return nil, fmt.Errorf("unknown loss %q (want listnet, kl, mse, margin-mse or ranknet)", name)
+// lossFuncs are the similarity functions of the Distill-VQ paper (Table 3),
+// indexed by LossKind.
+var lossFuncs = [...]lossFunc{
+	ListNet:   listNet,
+	KL:        klStudentTeacher,
+	MSE:       mse,
+	MarginMSE: marginMSE,
+	RankNet:   weightedRankNet,
 }
 
 // softmax writes softmax(v/temp) into p and returns log of its normaliser's

@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -47,6 +48,14 @@ func (m *Model) CodeSize() int {
 	return (m.M*m.Nbits + 7) / 8
 }
 
+// IVFParams is the part of an index's contents the model holds: shape,
+// centroids and codebooks (shared, not copied). The caller adds the
+// vectors' lists, ids and codes, and any rotation.
+func (m *Model) IVFParams() faissio.IVFParams {
+	return faissio.IVFParams{D: m.D, Metric: m.Metric, Nlist: m.Nlist, Centroids: m.Centroids,
+		M: m.M, Nbits: m.Nbits, Codebooks: m.Codebooks}
+}
+
 // Validate checks the model's dimensions against each other.
 func (m *Model) Validate() error {
 	switch {
@@ -72,51 +81,64 @@ func (m *Model) Validate() error {
 
 // Assign returns each row's inverted list: the nearest centroid by L2, or
 // the largest inner product, as FAISS's IndexFlatL2 / IndexFlatIP quantizer
-// assigns it.
-func (m *Model) Assign(x faissio.Matrix) []int64 {
+// assigns it. It stops between blocks of rows with ctx's error once ctx is
+// cancelled.
+func (m *Model) Assign(ctx context.Context, x faissio.Matrix) ([]int64, error) {
 	defer serialBLAS()()
 	labels := make([]int32, x.Rows)
-	newAssigner(m.D, m.Nlist).assign(view(x), m.Centroids, m.Metric, labels, nil)
+	if err := newAssigner(m.D, m.Nlist).assign(ctx, view(x), m.Centroids, m.Metric, labels, nil); err != nil {
+		return nil, err
+	}
 	out := make([]int64, x.Rows)
 	for i, l := range labels {
 		out[i] = int64(l)
 	}
-	return out
+	return out, nil
 }
 
 // Encode returns the FAISS codes of the rows of x stored in the given lists,
 // CodeSize bytes per row: the raw little-endian floats for IVFFlat, the
-// bit-packed PQ codes of the residual x - centroid[list] for IVFPQ.
-func (m *Model) Encode(x faissio.Matrix, lists []int64) []byte {
+// bit-packed PQ codes of the residual x - centroid[list] for IVFPQ. It
+// stops between blocks of rows with ctx's error once ctx is cancelled.
+func (m *Model) Encode(ctx context.Context, x faissio.Matrix, lists []int64) ([]byte, error) {
 	defer serialBLAS()()
+	if len(lists) != x.Rows {
+		return nil, fmt.Errorf("encode: %d lists for %d rows", len(lists), x.Rows)
+	}
 	cs := m.CodeSize()
 	codes := make([]byte, x.Rows*cs)
 	if m.M == 0 {
 		for i, v := range x.Data {
 			binary.LittleEndian.PutUint32(codes[4*i:], math.Float32bits(v))
 		}
-		return codes
+		return codes, ctx.Err()
+	}
+	if m.Nbits == 8 {
+		// One byte per index: the indices are the codes.
+		return codes, m.encodeIndices(ctx, x, lists, codes)
 	}
 	idx := make([]uint8, x.Rows*m.M)
-	m.encodeIndices(x, lists, idx)
+	if err := m.encodeIndices(ctx, x, lists, idx); err != nil {
+		return nil, err
+	}
 	for i := 0; i < x.Rows; i++ {
 		packCode(codes[i*cs:(i+1)*cs], idx[i*m.M:(i+1)*m.M], m.Nbits)
 	}
-	return codes
+	return codes, nil
 }
 
 // encodeIndices writes the M codeword indices of each row's residual into
-// idx (x.Rows*M), a block of rows at a time.
+// idx (x.Rows*M), a block of rows at a time, checking ctx between blocks.
 //
 // Goroutines own the cores (callers hold SerialBLAS): each encodes whole
 // blocks, residuals, every sub-space and the weighted refinement, with its
 // own encoder and single-threaded products, so they meet only at the end.
 // A row's codes depend on its block alone and blocks have a fixed size, so
 // the result is the same for any number of threads.
-func (m *Model) encodeIndices(x faissio.Matrix, lists []int64, idx []uint8) {
+func (m *Model) encodeIndices(ctx context.Context, x faissio.Matrix, lists []int64, idx []uint8) error {
 	const block = 4096
 	nblocks := (x.Rows + block - 1) / block
-	eachJob(nblocks, runtime.GOMAXPROCS(0), func(int) func(int) {
+	return eachJob(ctx, nblocks, runtime.GOMAXPROCS(0), func(int) func(int) {
 		res := make([]float32, min(block, x.Rows)*m.D)
 		enc := newPQEncoder(m, 1)
 		return func(b int) {
@@ -170,7 +192,8 @@ func (e *pqEncoder) encode(v []float32, n int, idx []uint8) {
 	lab := e.lab[:n]
 	for s := 0; s < M; s++ {
 		sv := strided{data: v[s*dsub:], n: n, dim: dsub, stride: e.m.D}
-		e.sub.assign(sv, e.m.Codebooks[s*ksub*dsub:(s+1)*ksub*dsub], faissio.L2, lab, nil)
+		// One block of one caller: the caller checks its context per block.
+		_ = e.sub.assign(context.Background(), sv, e.m.Codebooks[s*ksub*dsub:(s+1)*ksub*dsub], faissio.L2, lab, nil)
 		for i, l := range lab {
 			idx[i*M+s] = uint8(l)
 		}
@@ -261,12 +284,18 @@ func (e *pqEncoder) refineWeighted(u []float32, n int, idx []uint8, passes int) 
 
 // SecondMoment returns E[qqᵀ] over the rows of q, a D×D matrix, the
 // EncodeWeight that makes codes minimise the expected inner-product error.
-func SecondMoment(q faissio.Matrix) []float32 {
+// It is one product of d²·rows multiply-adds (under a second for 20,000
+// queries of 768 dimensions), kept whole because splitting it would change
+// its rounding and so the codes; ctx is checked before and after.
+func SecondMoment(ctx context.Context, q faissio.Matrix) ([]float32, error) {
 	defer serialBLAS()()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	d := q.Cols
 	w := make([]float32, d*d)
 	sgemm(true, false, d, d, q.Rows, 1/float32(q.Rows), q.Data, d, q.Data, d, 0, w, d)
-	return w
+	return w, ctx.Err()
 }
 
 // packCode packs the codeword indices into code, nbits each, least

@@ -75,8 +75,8 @@ func TestAssignAndEncodeMatchBruteForce(t *testing.T) {
 			if err := m.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			lists := m.Assign(x)
-			codes := m.Encode(x, lists)
+			lists := assign(m, x)
+			codes := encode(m, x, lists)
 			idx := make([]uint8, m.M)
 			dsub, ksub := m.Dsub(), m.Ksub()
 			mismatches := 0
@@ -206,10 +206,10 @@ func TestWeightedEncoding(t *testing.T) {
 			M: M, Nbits: 4, Codebooks: randMatrix(rng, 16, d).Data}
 		lists := make([]int64, n)
 		plain := make([]uint8, n*M)
-		m.encodeIndices(x, lists, plain)
-		m.EncodeWeight = SecondMoment(q)
+		m.encodeIndices(context.Background(), x, lists, plain)
+		m.EncodeWeight = must(SecondMoment(context.Background(), q))
 		weighted := make([]uint8, n*M)
-		m.encodeIndices(x, lists, weighted)
+		m.encodeIndices(context.Background(), x, lists, weighted)
 		better := 0
 		for i := 0; i < n; i++ {
 			ew, ep := weightedError(m, x.Row(i), weighted[i*M:(i+1)*M]), weightedError(m, x.Row(i), plain[i*M:(i+1)*M])

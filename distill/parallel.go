@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 )
@@ -11,18 +12,26 @@ import (
 // function that does one job with that goroutine's own buffers. With one
 // worker, or one job, everything runs on the caller's goroutine.
 //
+// ctx is checked before every job, as FAISS checks its InterruptCallback
+// per block: once it is cancelled no further job starts and eachJob
+// returns ctx's error when the running ones end. Jobs are sized so that
+// one takes well under a second.
+//
 // Which goroutine does which job varies from run to run; callers keep their
 // results independent of it by giving each job a fixed share of the work.
-func eachJob(n, workers int, newWorker func(w int) func(job int)) {
+func eachJob(ctx context.Context, n, workers int, newWorker func(w int) func(job int)) error {
 	workers = min(workers, n)
 	if workers <= 1 {
 		if n > 0 {
 			do := newWorker(0)
 			for j := 0; j < n; j++ {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				do(j)
 			}
 		}
-		return
+		return ctx.Err()
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -31,7 +40,7 @@ func eachJob(n, workers int, newWorker func(w int) func(job int)) {
 		go func() {
 			defer wg.Done()
 			do := newWorker(w)
-			for {
+			for ctx.Err() == nil {
 				j := int(next.Add(1) - 1)
 				if j >= n {
 					return
@@ -41,4 +50,5 @@ func eachJob(n, workers int, newWorker func(w int) func(job int)) {
 		}()
 	}
 	wg.Wait()
+	return ctx.Err()
 }

@@ -2,6 +2,7 @@ package distill
 
 import (
 	"container/heap"
+	"context"
 	"runtime"
 	"slices"
 
@@ -304,7 +305,7 @@ func (t *trainer) queryLoss(q, z, lut []float32, cands []candidate, w, wc []floa
 	dz := growF64(g.dz, nlist)
 	g.dz = dz
 	switch t.cfg.IVFLoss {
-	case "list":
+	case ListLevel:
 		// Teacher mass of a list: the teacher softmax summed over the
 		// query's candidates in it; student: softmax over all lists.
 		g.pt = growF64(g.pt, n)
@@ -321,7 +322,7 @@ func (t *trainer) queryLoss(q, z, lut []float32, cands []candidate, w, wc []floa
 			}
 			dz[l] = (g.ps[l] - dz[l]) / t.temp
 		}
-	case "doc":
+	case DocLevel:
 		for j, c := range cands {
 			g.sbuf[j] = z[t.lists[c.doc]]
 		}
@@ -425,7 +426,9 @@ func (t *trainer) decode(a int, code []uint8, out []float32) {
 // call) and scores inner-product PQ codes by look-up. Chunks of gradChunk
 // queries run on up to GOMAXPROCS goroutines; the result, a count of hits,
 // does not depend on their number.
-func (t *trainer) valRecall(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) float64 {
+//
+// It stops between chunks with ctx's error once ctx is cancelled.
+func (t *trainer) valRecall(ctx context.Context, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (float64, error) {
 	const k = 10
 	var lc listCodes
 	if t.M > 0 {
@@ -433,17 +436,20 @@ func (t *trainer) valRecall(queries faissio.Matrix, val []int, teacher *Teacher,
 	}
 	nchunks := (len(val) + gradChunk - 1) / gradChunk
 	hits := make([]int, nchunks)
-	eachJob(nchunks, runtime.GOMAXPROCS(0), func(int) func(int) {
+	err := eachJob(ctx, nchunks, runtime.GOMAXPROCS(0), func(int) func(int) {
 		var s chunkScratch
 		return func(c int) {
 			hits[c] = t.valChunk(queries, val[c*gradChunk:min((c+1)*gradChunk, len(val))], teacher, exclude, k, lc, &s)
 		}
 	})
+	if err != nil {
+		return 0, err
+	}
 	var sum int
 	for _, h := range hits {
 		sum += h
 	}
-	return float64(sum) / float64(len(val)*k)
+	return float64(sum) / float64(len(val)*k), nil
 }
 
 // listCodes are the documents' PQ codes in list order: list l's members'
@@ -521,7 +527,7 @@ func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, 
 				pushTop(h, k, entry{sc, doc})
 			}
 		}
-		truth := teacher.IDs[qi*K : qi*K+min(k, K)]
+		truth := teacher.Rows[qi*K : qi*K+min(k, K)]
 		for _, e := range h.s {
 			if slices.Contains(truth, e.id) {
 				hits++

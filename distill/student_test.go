@@ -65,7 +65,7 @@ func (t *trainer) refQueryGrad(q []float32, cands []candidate, g *workerGrad) {
 	}
 	dz := make([]float64, t.nlist)
 	switch t.cfg.IVFLoss {
-	case "list":
+	case ListLevel:
 		pt, ps := make([]float64, n), make([]float64, t.nlist)
 		softmax(tb, t.temp, pt)
 		for j, c := range cands {
@@ -78,7 +78,7 @@ func (t *trainer) refQueryGrad(q []float32, cands []candidate, g *workerGrad) {
 			}
 			dz[l] = (ps[l] - dz[l]) / t.temp
 		}
-	case "doc":
+	case DocLevel:
 		for j, c := range cands {
 			sb[j] = z[t.lists[c.doc]]
 		}
@@ -131,7 +131,7 @@ func (t *trainer) refValRecall(queries faissio.Matrix, val []int, teacher *Teach
 			}
 		}
 		for _, e := range h.s {
-			if slices.Contains(teacher.IDs[qi*K:qi*K+min(k, K)], e.id) {
+			if slices.Contains(teacher.Rows[qi*K:qi*K+min(k, K)], e.id) {
 				hits++
 			}
 		}
@@ -160,10 +160,10 @@ func studentProblem(metric faissio.Metric, M int, ivfLoss, lossName string) (*tr
 	if M > 0 {
 		m.Codebooks = randMatrix(rng, 1<<nbits, d).Data
 	}
-	loss, _ := LossByName(lossName)
-	t := newTrainer(DistillConfig{IVFLoss: ivfLoss, ValNprobe: 5}, docs, m, m.Assign(docs))
+	loss := lossFuncs[must(ParseLoss(lossName))]
+	t := newTrainer(DistillConfig{IVFLoss: must(ParseIVFLoss(ivfLoss)), ValNprobe: 5}, docs, m, assign(m, docs))
 	t.loss, t.temp, t.ivfW = loss, 0.5, 1
-	t.refreshCodes()
+	must(0, t.refreshCodes(context.Background()))
 	queries := faissio.Matrix{Rows: nq, Cols: d, Data: make([]float32, nq*d)}
 	for i := range nq {
 		c := centers.Row(rng.IntN(nlist))
@@ -171,12 +171,12 @@ func studentProblem(metric faissio.Metric, M int, ivfLoss, lossName string) (*tr
 			queries.Data[i*d+k] = 2*v + float32(rng.NormFloat64())
 		}
 	}
-	teacher := ExactTopK(docs, queries, 30, metric, nil)
+	teacher := exactTopK(docs, queries, 30, metric, nil)
 	qs, cands := make([][]float32, nq), make([][]candidate, nq)
 	for i := range nq {
 		qs[i] = queries.Row(i)
 		for r := range teacher.K {
-			cands[i] = append(cands[i], candidate{teacher.IDs[i*teacher.K+r], teacher.Scores[i*teacher.K+r]})
+			cands[i] = append(cands[i], candidate{teacher.Rows[i*teacher.K+r], teacher.Scores[i*teacher.K+r]})
 		}
 		for range 20 {
 			doc := int32(rng.IntN(n))
@@ -257,10 +257,10 @@ func TestValRecallMatchesReference(t *testing.T) {
 				val[i] = i
 				exclude[i] = -1
 				if i%3 == 0 {
-					exclude[i] = teacher.IDs[i*teacher.K+1]
+					exclude[i] = teacher.Rows[i*teacher.K+1]
 				}
 			}
-			got, want := tr.valRecall(queries, val, teacher, exclude), tr.refValRecall(queries, val, teacher, exclude)
+			got, want := tr.valRecallNoCtx(queries, val, teacher, exclude), tr.refValRecall(queries, val, teacher, exclude)
 			// A tie broken the other way, from rounding, can move a hit.
 			if math.Abs(got-want) > 2.5/float64(len(val)*10) {
 				t.Errorf("%s M=%d: recall %.4f, reference %.4f", metric, M, got, want)
@@ -277,7 +277,7 @@ func TestDistillSameForAnyThreadCount(t *testing.T) {
 		tr, _, _, queries, _ := studentProblem(metric, 4, "list", "listnet")
 		init := &Model{D: tr.d, Metric: metric, Nlist: tr.nlist, Centroids: slices.Clone(tr.model.Centroids),
 			M: tr.M, Nbits: tr.model.Nbits, Codebooks: slices.Clone(tr.model.Codebooks)}
-		lists := init.Assign(tr.docs)
+		lists := assign(init, tr.docs)
 		run := func(procs int) (*Model, []EpochStats) {
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 			m, curve, err := Distill(context.Background(), tr.docs, init, lists,

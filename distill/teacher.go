@@ -2,6 +2,7 @@ package distill
 
 import (
 	"container/heap"
+	"context"
 	"runtime"
 
 	"github.com/distillvq/distillvq/faissio"
@@ -10,8 +11,10 @@ import (
 // Teacher holds, for each training query, its K best documents by exact
 // search over the dense vectors, best first, with their scores.
 type Teacher struct {
-	K      int
-	IDs    []int32   // queries*K document rows
+	K int
+	// Rows are queries*K row numbers of the documents searched (not
+	// FAISS ids): query i's best are Rows[i*K : (i+1)*K].
+	Rows   []int32
 	Scores []float32 // queries*K exact scores, on the Score scale
 }
 
@@ -48,7 +51,10 @@ func dot(a, b []float32) float32 {
 // search, with sgemm over blocks of queries and documents. exclude, when not
 // nil, names one document per query (its own row, for pseudo-queries drawn
 // from the documents; -1 for none) that must not be among its results.
-func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclude []int32) *Teacher {
+//
+// It stops with ctx's error once ctx is cancelled, between products of
+// 256 queries by 16,384 documents.
+func ExactTopK(ctx context.Context, docs, queries faissio.Matrix, k int, metric faissio.Metric, exclude []int32) (*Teacher, error) {
 	defer serialBLAS()()
 	k = min(k, docs.Rows)
 	if exclude != nil {
@@ -56,7 +62,7 @@ func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 		// be filled by a real document.
 		k = min(k, docs.Rows-1)
 	}
-	t := &Teacher{K: k, IDs: make([]int32, queries.Rows*k), Scores: make([]float32, queries.Rows*k)}
+	t := &Teacher{K: k, Rows: make([]int32, queries.Rows*k), Scores: make([]float32, queries.Rows*k)}
 	var norms []float32
 	if metric == faissio.L2 {
 		norms = make([]float32, docs.Rows)
@@ -71,7 +77,7 @@ func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 	// not depend on the number of workers, so neither do the scores.
 	const qBlock, dBlock = 256, 16384
 	nqb := (queries.Rows + qBlock - 1) / qBlock
-	eachJob(nqb, runtime.GOMAXPROCS(0), func(int) func(int) {
+	err := eachJob(ctx, nqb, runtime.GOMAXPROCS(0), func(int) func(int) {
 		dots := make([]float32, min(qBlock, queries.Rows)*min(dBlock, docs.Rows))
 		heaps := make([]topHeap, qBlock)
 		return func(b int) {
@@ -81,6 +87,9 @@ func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 				heaps[i].s = heaps[i].s[:0]
 			}
 			for d0 := 0; d0 < docs.Rows; d0 += dBlock {
+				if ctx.Err() != nil {
+					return // eachJob reports it
+				}
 				nd := min(dBlock, docs.Rows-d0)
 				sgemm(false, true, nq, nd, docs.Cols, 1, queries.Data[q0*queries.Cols:], queries.Cols,
 					docs.Data[d0*docs.Cols:], docs.Cols, 0, dots, nd)
@@ -115,7 +124,7 @@ func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 				}
 				for r := len(h.s) - 1; r >= 0; r-- {
 					e := heap.Pop(h).(entry)
-					t.IDs[(q0+i)*k+r] = e.id
+					t.Rows[(q0+i)*k+r] = e.id
 					// For L2 the kept score is 2<q,x> - ||x||^2; the
 					// true -||q-x||^2 subtracts ||q||^2.
 					t.Scores[(q0+i)*k+r] = e.s - qn
@@ -123,7 +132,10 @@ func ExactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 			}
 		}
 	})
-	return t
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 type entry struct {

@@ -125,7 +125,11 @@ func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, 
 		pqTrain = sampleRows(pqTrain, max, rng)
 	}
 	res := faissio.Matrix{Rows: pqTrain.Rows, Cols: d, Data: make([]float32, pqTrain.Rows*d)}
-	m.residuals(pqTrain, m.Assign(pqTrain), res.Data)
+	lists, err := m.Assign(ctx, pqTrain)
+	if err != nil {
+		return nil, err
+	}
+	m.residuals(pqTrain, lists, res.Data)
 	m.Codebooks, err = trainCodebooks(ctx, res, cfg.M, cfg.Nbits, cfg.Niter, rng.Uint64(), cfg.progress("PQ k-means"))
 	if err != nil {
 		return nil, err
@@ -159,7 +163,7 @@ func trainCodebooks(ctx context.Context, x faissio.Matrix, M, nbits, niter int, 
 		mu     sync.Mutex
 		done   int
 	)
-	eachJob(M, workers, func(int) func(int) {
+	ctxErr := eachJob(ctx, M, workers, func(int) func(int) {
 		sub := faissio.Matrix{Rows: x.Rows, Cols: dsub, Data: make([]float32, x.Rows*dsub)}
 		return func(s int) {
 			if failed.Load() {
@@ -187,6 +191,9 @@ func trainCodebooks(ctx context.Context, x faissio.Matrix, M, nbits, niter int, 
 		if err != nil {
 			return nil, err
 		}
+	}
+	if ctxErr != nil {
+		return nil, ctxErr
 	}
 	return books, nil
 }

@@ -8,10 +8,11 @@ package faissio_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -22,6 +23,7 @@ import (
 
 	faiss "github.com/distillvq/distillvq/cgo"
 	"github.com/distillvq/distillvq/faissio"
+	"github.com/distillvq/distillvq/internal/testutil"
 )
 
 const siftDir = "../../shared/data/siftsmall"
@@ -50,8 +52,12 @@ func loadSift(t *testing.T) sift {
 		}
 		siftData = sift{train: base, docs: base.Slice(0, 3000), queries: query.Slice(0, 40)}
 	})
+	if errors.Is(siftErr, fs.ErrNotExist) {
+		// Shared data beside the checkout, not a fixture of the repository.
+		t.Skipf("siftsmall, outside the repository, not available: %v", siftErr)
+	}
 	if siftErr != nil {
-		t.Skipf("siftsmall not available: %v", siftErr)
+		t.Fatalf("siftsmall is there but does not load: %v", siftErr)
 	}
 	return siftData
 }
@@ -330,31 +336,12 @@ func (r *rng) bytes(n int) []byte {
 	return b
 }
 
-const python = "/usr/bin/python3"
-
-// needPython skips when Debian's Python cannot import faiss, unless
-// DISTILLVQ_REQUIRE_PYTHON=1 makes that a failure.
-func needPython(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(python, "-c", "import faiss, numpy").Run(); err != nil {
-		if os.Getenv("DISTILLVQ_REQUIRE_PYTHON") == "1" {
-			t.Fatalf("%s cannot import faiss and numpy: %v", python, err)
-		}
-		t.Skipf("%s cannot import faiss and numpy: %v", python, err)
-	}
-}
-
+// runPy runs script in Python FAISS (skipping or failing, by testutil's
+// rule, where there is none) and returns its standard output. One OpenMP
+// thread: FAISS's pool and OpenBLAS's oversubscribe the cores otherwise.
 func runPy(t *testing.T, script string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(python, append([]string{"-c", script}, args...)...)
-	cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE", "OMP_NUM_THREADS=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python: %v\n%s", err, stderr.Bytes())
-	}
-	return string(out)
+	return string(testutil.Run{Script: script, Args: args, Env: []string{"OMP_NUM_THREADS=1"}}.Output(t))
 }
 
 // pySearch reads each index file argv[3:] and prints, per file, one line
@@ -416,7 +403,7 @@ faiss.write_index(ix3, os.path.join(out, 'ivfpq_sprs.index'))
 
 func TestPythonInterop(t *testing.T) {
 	s := loadSift(t)
-	needPython(t)
+	testutil.Python(t)
 	dir := t.TempDir()
 
 	// Python's files, read and rewritten by faissio byte for byte.

@@ -316,7 +316,19 @@ func TestIndexWorkedExample(t *testing.T) {
 	}
 }
 
-// fixtures returns the FAISS-written files of testdata, by name.
+// fixtureTypes names each committed FAISS-written file of testdata (less
+// ".index") with the type it reads as.
+var fixtureTypes = map[string]string{
+	"flat_empty": "*faissio.Flat", "flat_l2": "*faissio.Flat", "flat_ip": "*faissio.Flat",
+	"pq": "*faissio.PQ", "ivfpq_l2_nbits8": "*faissio.IVFPQ", "ivfpq_ip_nbits5": "*faissio.IVFPQ",
+	"ivfpq_l2_nbits3": "*faissio.IVFPQ", "ivfpq_dm_array": "*faissio.IVFPQ",
+	"ivfpq_dm_hashtable": "*faissio.IVFPQ", "ivfflat_ip_sprs": "*faissio.IVFFlat",
+	"ivfflat_l2_full": "*faissio.IVFFlat", "ivfflat_untrained": "*faissio.IVFFlat",
+	"opq_ivfpq": "*faissio.PreTransform",
+}
+
+// fixtures returns the FAISS-written files of testdata, by name. They are
+// committed: one of fixtureTypes missing or unreadable fails the test.
 func fixtures(t testing.TB) map[string][]byte {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join("testdata", "*.index"))
@@ -331,18 +343,27 @@ func fixtures(t testing.TB) map[string][]byte {
 		}
 		m[filepath.Base(p)] = b
 	}
+	for name := range fixtureTypes {
+		if m[name+".index"] == nil {
+			t.Fatalf("committed fixture testdata/%s.index is missing or empty", name)
+		}
+	}
 	return m
 }
 
-func TestIndexFixtures(t *testing.T) {
-	types := map[string]string{
-		"flat_empty": "*faissio.Flat", "flat_l2": "*faissio.Flat", "flat_ip": "*faissio.Flat",
-		"pq": "*faissio.PQ", "ivfpq_l2_nbits8": "*faissio.IVFPQ", "ivfpq_ip_nbits5": "*faissio.IVFPQ",
-		"ivfpq_l2_nbits3": "*faissio.IVFPQ", "ivfpq_dm_array": "*faissio.IVFPQ",
-		"ivfpq_dm_hashtable": "*faissio.IVFPQ", "ivfflat_ip_sprs": "*faissio.IVFFlat",
-		"ivfflat_l2_full": "*faissio.IVFFlat", "ivfflat_untrained": "*faissio.IVFFlat",
-		"opq_ivfpq": "*faissio.PreTransform",
+// readFixture reads the fixture name of files, failing the test if it
+// does not read.
+func readFixture(t *testing.T, files map[string][]byte, name string) Index {
+	t.Helper()
+	ix, err := ReadIndex(bytes.NewReader(files[name]))
+	if err != nil {
+		t.Fatalf("fixture %s: %v", name, err)
 	}
+	return ix
+}
+
+func TestIndexFixtures(t *testing.T) {
+	types := fixtureTypes
 	files := fixtures(t)
 	for name, b := range files {
 		t.Run(name, func(t *testing.T) {
@@ -367,11 +388,11 @@ func TestIndexFixtures(t *testing.T) {
 		})
 	}
 	// What the fixtures were made to contain.
-	ix, _ := ReadIndex(bytes.NewReader(files["ivfpq_dm_hashtable.index"]))
+	ix := readFixture(t, files, "ivfpq_dm_hashtable.index")
 	if dm := ix.(*IVFPQ).DirectMap; dm.Type != HashtableDirectMap || len(dm.Hashtable) != 20 {
 		t.Errorf("hashtable fixture: %+v", dm)
 	}
-	ix, _ = ReadIndex(bytes.NewReader(files["ivfpq_dm_array.index"]))
+	ix = readFixture(t, files, "ivfpq_dm_array.index")
 	if dm := ix.(*IVFPQ).DirectMap; dm.Type != ArrayDirectMap || len(dm.Array) != 20 {
 		t.Errorf("array fixture: %+v", dm)
 	}
@@ -379,7 +400,7 @@ func TestIndexFixtures(t *testing.T) {
 		!bytes.Contains(files["ivfflat_l2_full.index"], []byte("full")) {
 		t.Error("list encoding fixtures do not hold what their names say")
 	}
-	ix, _ = ReadIndex(bytes.NewReader(files["ivfpq_l2_nbits3.index"]))
+	ix = readFixture(t, files, "ivfpq_l2_nbits3.index")
 	if pq := ix.(*IVFPQ).PQ; pq.Nbits != 3 || pq.CodeSize() != 2 {
 		t.Errorf("nbits 3 fixture: nbits %d code size %d", pq.Nbits, pq.CodeSize())
 	}

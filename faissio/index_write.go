@@ -2,6 +2,7 @@ package faissio
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,12 +62,31 @@ type encoder struct {
 	w   *bufio.Writer
 	err error
 	buf [8]byte
+
+	// ctx, if not nil, is checked every ctxCheckBytes written, so that
+	// writing a large index (WriteIVF) stops soon after a cancellation;
+	// its error then becomes the encoder's.
+	ctx       context.Context
+	unchecked int // bytes written since ctx was last checked
 }
 
+// ctxCheckBytes is how much an encoder with a context writes between checks
+// of it.
+const ctxCheckBytes = 4 << 20
+
 func (e *encoder) raw(b []byte) {
-	if e.err == nil {
-		_, e.err = e.w.Write(b)
+	if e.err != nil {
+		return
 	}
+	if e.ctx != nil {
+		if e.unchecked += len(b); e.unchecked >= ctxCheckBytes {
+			e.unchecked = 0
+			if e.err = e.ctx.Err(); e.err != nil {
+				return
+			}
+		}
+	}
+	_, e.err = e.w.Write(b)
 }
 
 func (e *encoder) u64(v uint64) { e.raw(binary.LittleEndian.AppendUint64(e.buf[:0], v)) }
@@ -127,6 +147,16 @@ func (e *encoder) header(h *Header) {
 }
 
 func (e *encoder) index(ix Index) {
+	if v, codeSize := e.indexHead(ix); v != nil {
+		e.lists(v, codeSize)
+	}
+}
+
+// indexHead writes ix but for its inverted lists, which are the last part
+// of an IVF index's record and of any index wrapping it, and returns the
+// IVF part and its code size, or nil if ix has no lists: WriteIVF writes
+// the lists from other memory than Lists.
+func (e *encoder) indexHead(ix Index) (*IVF, int) {
 	e.fourcc(ix.fourcc())
 	switch x := ix.(type) {
 	case *Flat:
@@ -142,13 +172,13 @@ func (e *encoder) index(ix Index) {
 		e.i32(x.PolysemousHT)
 	case *IVFFlat:
 		e.ivf(&x.IVF)
-		e.lists(&x.IVF, x.CodeSize())
+		return &x.IVF, x.CodeSize()
 	case *IVFPQ:
 		e.ivf(&x.IVF)
 		e.boolean(x.ByResidual)
 		e.u64(uint64(x.CodeSize()))
 		e.productQuantizer(&x.PQ)
-		e.lists(&x.IVF, x.CodeSize())
+		return &x.IVF, x.CodeSize()
 	case *PreTransform:
 		e.header(&x.Header)
 		e.i32(int32(len(x.Chain)))
@@ -161,8 +191,9 @@ func (e *encoder) index(ix Index) {
 			e.i32(int32(lt.DOut))
 			e.boolean(lt.IsTrained)
 		}
-		e.index(x.Index)
+		return e.indexHead(x.Index)
 	}
+	return nil, 0
 }
 
 func (e *encoder) productQuantizer(pq *ProductQuantizer) {
@@ -190,35 +221,45 @@ func (e *encoder) ivf(v *IVF) {
 }
 
 func (e *encoder) lists(v *IVF, codeSize int) {
-	e.fourcc("ilar")
-	e.u64(uint64(v.Nlist))
-	e.u64(uint64(codeSize))
-	nonEmpty := 0
-	for _, l := range v.Lists {
-		if len(l.IDs) > 0 {
-			nonEmpty++
-		}
+	sizes := make([]int, len(v.Lists))
+	for i, l := range v.Lists {
+		sizes[i] = len(l.IDs)
 	}
-	enc := listEncoding(nonEmpty, v.Nlist)
-	e.fourcc(enc)
-	if enc == "full" {
-		e.u64(uint64(v.Nlist))
-		for _, l := range v.Lists {
-			e.u64(uint64(len(l.IDs)))
-		}
-	} else {
-		e.u64(uint64(2 * nonEmpty))
-		for i, l := range v.Lists {
-			if len(l.IDs) > 0 {
-				e.u64(uint64(i))
-				e.u64(uint64(len(l.IDs)))
-			}
-		}
-	}
+	e.listSizes(sizes, codeSize)
 	for _, l := range v.Lists {
 		if len(l.IDs) > 0 {
 			e.raw(l.Codes)
 			e.int64s(l.IDs)
+		}
+	}
+}
+
+// listSizes writes an "ilar" record up to the lists' contents, which follow
+// it list by list, the non-empty lists only, each its codes then its ids.
+func (e *encoder) listSizes(sizes []int, codeSize int) {
+	e.fourcc("ilar")
+	e.u64(uint64(len(sizes)))
+	e.u64(uint64(codeSize))
+	nonEmpty := 0
+	for _, s := range sizes {
+		if s > 0 {
+			nonEmpty++
+		}
+	}
+	enc := listEncoding(nonEmpty, len(sizes))
+	e.fourcc(enc)
+	if enc == "full" {
+		e.u64(uint64(len(sizes)))
+		for _, s := range sizes {
+			e.u64(uint64(s))
+		}
+		return
+	}
+	e.u64(uint64(2 * nonEmpty))
+	for i, s := range sizes {
+		if s > 0 {
+			e.u64(uint64(i))
+			e.u64(uint64(s))
 		}
 	}
 }

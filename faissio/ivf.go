@@ -65,8 +65,8 @@ func (p *IVFParams) Check() error {
 	if p.Nlist < 1 {
 		return fmt.Errorf("nlist %d, want at least 1", p.Nlist)
 	}
-	if p.Rotation != nil && len(p.Rotation) != p.D*p.D {
-		return fmt.Errorf("%d rotation values, want d*d = %d", len(p.Rotation), p.D*p.D)
+	if want, ok := mulInt(p.D, p.D); p.Rotation != nil && (!ok || len(p.Rotation) != want) {
+		return fmt.Errorf("%d rotation values, want d*d = %d", len(p.Rotation), want)
 	}
 	if want, ok := mulInt(p.Nlist, p.D); !ok || len(p.Centroids) != want {
 		return fmt.Errorf("%d centroid values, want nlist*d = %d", len(p.Centroids), want)
@@ -92,7 +92,7 @@ func (p *IVFParams) Check() error {
 	if len(p.IDs) != n {
 		return fmt.Errorf("%d ids for %d list numbers", len(p.IDs), n)
 	}
-	if len(p.Codes) != n*p.CodeSize() {
+	if want, ok := mulInt(n, p.CodeSize()); !ok || len(p.Codes) != want {
 		return fmt.Errorf("%d code bytes, want %d vectors * %d", len(p.Codes), n, p.CodeSize())
 	}
 	for i, l := range p.Lists {
@@ -111,26 +111,14 @@ func (p *IVFParams) Check() error {
 // the rotation (what FAISS writes for a trained OPQMatrix). Nothing is
 // shared with p.
 func NewIVFIndex(p IVFParams) (Index, error) {
-	if err := p.Check(); err != nil {
+	p.Rotation, p.Centroids, p.Codebooks = slices.Clone(p.Rotation), slices.Clone(p.Centroids), slices.Clone(p.Codebooks)
+	ix, ivf, err := ivfShell(&p)
+	if err != nil {
 		return nil, fmt.Errorf("new IVF index: %w", err)
 	}
-	n := len(p.Lists)
-	cs := p.CodeSize()
-	ivf := IVF{
-		Header: Header{D: p.D, Ntotal: int64(n), IsTrained: true, Metric: p.Metric},
-		Nlist:  p.Nlist,
-		Nprobe: 1,
-		Quantizer: &Flat{
-			Header: Header{D: p.D, Ntotal: int64(p.Nlist), IsTrained: true, Metric: p.Metric},
-			Data:   slices.Clone(p.Centroids),
-		},
-		Lists: make([]InvertedList, p.Nlist),
-	}
 	// Count first, so that each list is allocated once at its size.
-	sizes := make([]int, p.Nlist)
-	for _, l := range p.Lists {
-		sizes[l]++
-	}
+	cs := p.CodeSize()
+	sizes := listSizes(&p)
 	for l, s := range sizes {
 		if s > 0 {
 			ivf.Lists[l] = InvertedList{IDs: make([]int64, 0, s), Codes: make([]byte, 0, s*cs)}
@@ -141,29 +129,69 @@ func NewIVFIndex(p IVFParams) (Index, error) {
 		il.IDs = append(il.IDs, p.IDs[i])
 		il.Codes = append(il.Codes, p.Codes[i*cs:(i+1)*cs]...)
 	}
-	var ix Index
-	if p.M == 0 {
-		ix = &IVFFlat{IVF: ivf}
-	} else {
-		ix = &IVFPQ{IVF: ivf, ByResidual: true, PQ: ProductQuantizer{
-			D: p.D, M: p.M, Nbits: p.Nbits, Centroids: slices.Clone(p.Codebooks),
-		}}
-	}
-	if p.Rotation != nil {
-		ix = &PreTransform{
-			Header: Header{D: p.D, Ntotal: int64(n), IsTrained: true, Metric: p.Metric},
-			Chain: []*LinearTransform{{
-				DIn: p.D, DOut: p.D, IsTrained: true, A: slices.Clone(p.Rotation),
-			}},
-			Index: ix,
-		}
-	}
-	// Catches what FAISS's files cannot hold, such as a dimension above
-	// 2^20, here rather than at writing.
-	if err := checkIndex(ix, 0); err != nil {
-		return nil, fmt.Errorf("new IVF index: %w", err)
-	}
 	return ix, nil
+}
+
+// ivfShell builds the index NewIVFIndex(*p) describes, sharing p's
+// centroids, codebooks and rotation, with all its lists empty, and checks
+// it as WriteIndex would, catching what FAISS's files cannot hold (such as
+// a dimension above 2^20) before anything is written. It then sets ntotal
+// to p's vector count, so that only the lists are left: NewIVFIndex fills
+// them, WriteIVF streams them. It returns the index and its IVF part.
+func ivfShell(p *IVFParams) (Index, *IVF, error) {
+	if p == nil {
+		return nil, nil, errors.New("nil IVF parameters")
+	}
+	if err := p.Check(); err != nil {
+		return nil, nil, err
+	}
+	ivf := IVF{
+		Header: Header{D: p.D, IsTrained: true, Metric: p.Metric},
+		Nlist:  p.Nlist,
+		Nprobe: 1,
+		Quantizer: &Flat{
+			Header: Header{D: p.D, Ntotal: int64(p.Nlist), IsTrained: true, Metric: p.Metric},
+			Data:   p.Centroids,
+		},
+		Lists: make([]InvertedList, p.Nlist),
+	}
+	var ix Index
+	var v *IVF
+	if p.M == 0 {
+		x := &IVFFlat{IVF: ivf}
+		ix, v = x, &x.IVF
+	} else {
+		x := &IVFPQ{IVF: ivf, ByResidual: true, PQ: ProductQuantizer{
+			D: p.D, M: p.M, Nbits: p.Nbits, Centroids: p.Codebooks,
+		}}
+		ix, v = x, &x.IVF
+	}
+	var pt *PreTransform
+	if p.Rotation != nil {
+		pt = &PreTransform{
+			Header: Header{D: p.D, IsTrained: true, Metric: p.Metric},
+			Chain:  []*LinearTransform{{DIn: p.D, DOut: p.D, IsTrained: true, A: p.Rotation}},
+			Index:  ix,
+		}
+		ix = pt
+	}
+	if err := checkIndex(ix, 0); err != nil {
+		return nil, nil, err
+	}
+	v.Ntotal = int64(len(p.Lists))
+	if pt != nil {
+		pt.Ntotal = v.Ntotal
+	}
+	return ix, v, nil
+}
+
+// listSizes counts the vectors of each of p's lists.
+func listSizes(p *IVFParams) []int {
+	sizes := make([]int, p.Nlist)
+	for _, l := range p.Lists {
+		sizes[l]++
+	}
+	return sizes
 }
 
 // IVFParamsOf extracts the contents of an IVFFlat or IVFPQ (with residual

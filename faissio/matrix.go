@@ -2,7 +2,10 @@
 // vector inputs (.npy, .fvecs, .ivecs) and FAISS index files.
 package faissio
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Metric is a FAISS metric type, numbered as FAISS numbers it in its files.
 type Metric int32
@@ -40,6 +43,54 @@ func ParseMetric(s string) (Metric, error) {
 type Matrix struct {
 	Rows, Cols int
 	Data       []float32 // len(Data) == Rows*Cols
+}
+
+// NewMatrix wraps data, without copying it, as a rows x cols matrix, after
+// checking what the Matrix literal cannot: that the shape is one (at least
+// one column, no negative rows) and that data holds exactly its values, so
+// that Row and Slice never index out of range later.
+func NewMatrix(rows, cols int, data []float32) (Matrix, error) {
+	switch {
+	case rows < 0:
+		return Matrix{}, fmt.Errorf("matrix of %d rows; want at least 0", rows)
+	case cols < 1:
+		return Matrix{}, fmt.Errorf("matrix of %d columns; want at least 1", cols)
+	}
+	n, ok := mulInt(rows, cols)
+	if !ok {
+		return Matrix{}, fmt.Errorf("matrix of %d x %d has more values than an int counts", rows, cols)
+	}
+	if len(data) != n {
+		return Matrix{}, fmt.Errorf("matrix of %d x %d needs %d values, got %d", rows, cols, n, len(data))
+	}
+	return Matrix{Rows: rows, Cols: cols, Data: data}, nil
+}
+
+// MatrixFromRows copies rows, which must all have the same non-zero length,
+// into one row-major matrix: the layout every reader and trainer here
+// takes, built from the [][]float32 that other libraries hand out.
+func MatrixFromRows(rows [][]float32) (Matrix, error) {
+	if len(rows) == 0 {
+		return Matrix{}, errors.New("no rows")
+	}
+	cols := len(rows[0])
+	if cols == 0 {
+		return Matrix{}, errors.New("row 0 has no values")
+	}
+	for i, r := range rows {
+		if len(r) != cols {
+			return Matrix{}, fmt.Errorf("row %d has %d values, row 0 has %d", i, len(r), cols)
+		}
+	}
+	n, ok := mulInt(len(rows), cols)
+	if !ok {
+		return Matrix{}, fmt.Errorf("matrix of %d x %d has more values than an int counts", len(rows), cols)
+	}
+	data := make([]float32, 0, n)
+	for _, r := range rows {
+		data = append(data, r...)
+	}
+	return Matrix{Rows: len(rows), Cols: cols, Data: data}, nil
 }
 
 // Row returns row i as a slice sharing m's storage.

@@ -58,7 +58,11 @@ func readNpyInts(path string) (rows, cols int, data []int64, err error) {
 		return 0, 0, nil, err
 	}
 	rows, cols = h.shape[0], h.shape[1]
-	data = make([]int64, rows*cols)
+	n, ok := mulInt(rows, cols)
+	if !ok {
+		return 0, 0, nil, fmt.Errorf("%s: %s table has more values than an int counts", path, shapeString(h.shape))
+	}
+	data = make([]int64, n)
 	order := dt.byteOrder()
 	r := io.NewSectionReader(f, h.offset, h.size-h.offset)
 	err = h.readChunks(r, dt.size, len(data), func(first int, b []byte) error {

@@ -78,7 +78,10 @@ func readNpyInto(path string, dst []float32) (m Matrix, mapping []byte, err erro
 	dt := h.dtype()
 	rows, cols := h.shape[0], h.shape[1]
 	m = Matrix{Rows: rows, Cols: cols}
-	n := rows * cols
+	n, ok := mulInt(rows, cols)
+	if !ok {
+		return Matrix{}, nil, fmt.Errorf("%s: %s matrix has more values than an int counts", path, shapeString(h.shape))
+	}
 	if dst != nil && len(dst) != n {
 		return Matrix{}, nil, fmt.Errorf("%s: changed while being read", path)
 	}
@@ -179,26 +182,40 @@ func ReadIDs(path string, n int) ([]int64, error) {
 				}
 				dst[i] = int64(u)
 			}
-			if dst[i] < 0 {
-				return fmt.Errorf("%s: id %d at position %d is negative", path, dst[i], first+i)
-			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := checkUnique(path, ids); err != nil {
-		return nil, err
+	if err := CheckIDs(ids, n); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return ids, nil
+}
+
+// CheckIDs checks ids as ReadIDs checks the ids it reads, for ids that come
+// from elsewhere (memory, another format): one for each of the n vectors,
+// none negative, since FAISS keeps ids as int64 and uses -1 for "no result",
+// and no two alike, since a search result that names an id must name one
+// vector. Positions count from 0, as numpy indexes them.
+func CheckIDs(ids []int64, n int) error {
+	if len(ids) != n {
+		return fmt.Errorf("%d ids for %d vectors", len(ids), n)
+	}
+	for i, id := range ids {
+		if id < 0 {
+			return fmt.Errorf("id %d at position %d is negative", id, i)
+		}
+	}
+	return checkUnique(ids)
 }
 
 // checkUnique reports the first id that repeats an earlier one. Sorting a
 // copy keeps the common, valid case at 8 bytes per id; only when there is
 // a duplicate does it spend a map, on the repeated values alone, to name the
 // first repeat and both its positions.
-func checkUnique(path string, ids []int64) error {
+func checkUnique(ids []int64) error {
 	sorted := slices.Clone(ids)
 	slices.Sort(sorted)
 	repeated := make(map[int64]int) // value -> first position, once seen
@@ -216,7 +233,7 @@ func checkUnique(path string, ids []int64) error {
 			continue
 		}
 		if i >= 0 {
-			return fmt.Errorf("%s: duplicate id %d at positions %d and %d", path, id, i, j)
+			return fmt.Errorf("duplicate id %d at positions %d and %d", id, i, j)
 		}
 		repeated[id] = j
 	}
@@ -226,7 +243,7 @@ func checkUnique(path string, ids []int64) error {
 // WriteNpy writes m to path as a C-order 2-D float32 ('<f4') .npy file,
 // atomically (see WriteFileAtomic).
 func WriteNpy(path string, m Matrix) error {
-	if m.Rows < 0 || m.Cols < 0 || len(m.Data) != m.Rows*m.Cols {
+	if n, ok := mulInt(m.Rows, m.Cols); !ok || len(m.Data) != n {
 		return fmt.Errorf("%s: matrix is %dx%d but has %d values", path, m.Rows, m.Cols, len(m.Data))
 	}
 	return writeNpy(path, "<f4", m.Rows, m.Cols, asBytes(m.Data))
@@ -235,7 +252,7 @@ func WriteNpy(path string, m Matrix) error {
 // WriteNpyInt64 writes the rows x cols row-major data to path as a C-order
 // 2-D int64 ('<i8') .npy file, atomically (see WriteFileAtomic).
 func WriteNpyInt64(path string, rows, cols int, data []int64) error {
-	if rows < 0 || cols < 0 || len(data) != rows*cols {
+	if n, ok := mulInt(rows, cols); !ok || len(data) != n {
 		return fmt.Errorf("%s: matrix is %dx%d but has %d values", path, rows, cols, len(data))
 	}
 	return writeNpy(path, "<i8", rows, cols, asBytes(data))

@@ -9,17 +9,17 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"codeberg.org/sbinet/npyio/npy"
 	"golang.org/x/sys/unix"
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/distillvq/distillvq/internal/testutil"
 )
 
 // npyFile builds a version 1.0 .npy file the way numpy lays it out, with
@@ -80,21 +80,11 @@ func wantErr(t *testing.T, err error, path, suffix string) {
 	}
 }
 
-var numpyOnce = sync.OnceValue(func() bool {
-	return exec.Command("/usr/bin/python3", "-c", "import numpy").Run() == nil
-})
-
-// runNumpy runs a Python script with numpy as np and the directory as dir,
-// or skips the test where /usr/bin/python3 has no numpy.
+// runNumpy runs a Python script with numpy as np and the directory as dir
+// (skipping or failing, by testutil's rule, where Python is missing).
 func runNumpy(t *testing.T, dir, script string) {
 	t.Helper()
-	if !numpyOnce() {
-		t.Skip("/usr/bin/python3 with numpy not available")
-	}
-	cmd := exec.Command("/usr/bin/python3", "-c", "import sys, numpy as np\ndir = sys.argv[1]\n"+script, dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("python: %v\n%s", err, out)
-	}
+	testutil.RunPython(t, "import sys, numpy as np\ndir = sys.argv[1]\n"+script, dir)
 }
 
 func randomMatrix(rows, cols int, seed uint64) Matrix {

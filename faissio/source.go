@@ -14,13 +14,64 @@ import (
 // stays float16 on disk until a block of it is converted. It accepts the
 // paths ReadVectors accepts (a .npy file, a folder or glob of .npy shards,
 // an .fvecs file) with the same checks, and a Source's rows are exactly the
-// rows ReadVectors returns.
+// rows ReadVectors returns. MatrixSource makes one of a matrix in memory
+// instead, so that code written for files takes vectors computed in the
+// same process.
 //
 // A Source holds no open files; each read opens what it needs, so a Source
 // may be read from several goroutines at once.
 type Source struct {
 	Rows, Cols int
 	parts      []sourcePart
+	mem        *Matrix // the rows, for a Source in memory; parts is then empty
+	err        error   // why RowsSource could not make a matrix, or nil
+}
+
+// readChunkBytes bounds the raw bytes that Read holds at once beside its
+// destination, whatever the number of rows asked for (at least one row is
+// read at a time); a variable so that tests can make chunks of a few rows.
+var readChunkBytes int64 = 16 << 20
+
+// MatrixSource makes a Source of m's rows, for callers that take a Source
+// (a streamed build, an exact search) and hold their vectors in memory.
+// Read and Gather copy from m and check the values as a file's are,
+// naming the input "matrix" ("matrix: row 3, column 1 is NaN"). m is not
+// copied and must not change while the Source is in use; as with a file,
+// concurrent reads are safe. MatrixSource panics if len(m.Data) is not
+// m.Rows*m.Cols, a matrix NewMatrix would refuse.
+func MatrixSource(m Matrix) *Source {
+	if n, ok := mulInt(m.Rows, m.Cols); !ok || m.Cols < 1 || len(m.Data) != n {
+		panic(fmt.Sprintf("faissio: MatrixSource of a %d x %d matrix with %d values", m.Rows, m.Cols, len(m.Data)))
+	}
+	return &Source{Rows: m.Rows, Cols: m.Cols, mem: &m}
+}
+
+// RowsSource makes a Source of a program's own vectors, one []float32 per
+// row, copied into one matrix (MatrixFromRows). Rows that cannot form a
+// matrix (none, or of different lengths) give an empty Source whose Err
+// says why, as do its reads, so a caller can hand the rows straight to
+// code that takes a Source and check one error at the end, as with
+// bufio.Scanner.
+func RowsSource(rows [][]float32) *Source {
+	m, err := MatrixFromRows(rows)
+	if err != nil {
+		return &Source{err: err}
+	}
+	return MatrixSource(m)
+}
+
+// Err is the error of a RowsSource whose rows could not form a matrix, or
+// nil.
+func (s *Source) Err() error { return s.err }
+
+// Matrix returns the matrix a MatrixSource holds, without copying it, so
+// that a caller with a fast path for memory (one product over all rows)
+// can skip the copies Read makes; ok is false for a Source of files.
+func (s *Source) Matrix() (m Matrix, ok bool) {
+	if s.mem == nil {
+		return Matrix{}, false
+	}
+	return *s.mem, true
 }
 
 // sourcePart is one file of a Source.
@@ -49,6 +100,9 @@ func OpenSource(path string) (*Source, error) {
 		}
 		if i > 0 && cols != s.Cols {
 			return nil, fmt.Errorf("%s: %d columns, but %s has %d", name, cols, files[0], s.Cols)
+		}
+		if s.Rows > math.MaxInt-p.rows {
+			return nil, fmt.Errorf("%s: more rows in all than an int counts", name)
 		}
 		p.first = s.Rows
 		s.Cols = cols
@@ -83,7 +137,7 @@ func openPart(name string, shard bool) (sourcePart, int, error) {
 	}
 	dt := h.dtype()
 	cols := h.shape[1]
-	return sourcePart{path: name, rows: h.shape[0], offset: h.offset, rowBytes: int64(cols * dt.size),
+	return sourcePart{path: name, rows: h.shape[0], offset: h.offset, rowBytes: int64(cols) * int64(dt.size),
 		elem: dt.size, bigEndian: dt.bigEndian}, cols, nil
 }
 
@@ -116,10 +170,18 @@ func openFvecsPart(name string) (sourcePart, int, error) {
 }
 
 // Read converts rows [i, j) into dst, which must hold (j-i)*Cols values.
-// Values are checked finite, with errors naming the file and its row.
+// Values are checked finite, with errors naming the file and its row. The
+// file is read a chunk of about 16 MiB at a time, so that reading all rows
+// at once holds dst and not a second, raw copy of them.
 func (s *Source) Read(i, j int, dst []float32) error {
-	if i < 0 || j > s.Rows || i > j || len(dst) != (j-i)*s.Cols {
+	if s.err != nil {
+		return s.err
+	}
+	if n, ok := mulInt(j-i, s.Cols); i < 0 || j > s.Rows || !ok || len(dst) != n {
 		return fmt.Errorf("faissio: Source.Read(%d, %d) with room for %d values, of %d rows of %d", i, j, len(dst), s.Rows, s.Cols)
+	}
+	if s.mem != nil {
+		return s.readMatrix(i, j, dst)
 	}
 	var buf []byte
 	for _, p := range s.parts {
@@ -145,6 +207,12 @@ func (s *Source) Read(i, j int, dst []float32) error {
 // build checks its whole input before training rather than finding a bad
 // row after it.
 func (s *Source) CheckFinite() error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.mem != nil {
+		return CheckFinite(*s.mem, "matrix")
+	}
 	block := max(1, (16<<20)/(4*s.Cols))
 	buf := make([]float32, min(block, s.Rows)*s.Cols)
 	for i := 0; i < s.Rows; i += block {
@@ -159,7 +227,7 @@ func (s *Source) CheckFinite() error {
 // Gather converts the given rows, in ascending order, into dst, which must
 // hold len(rows)*Cols values; runs of consecutive rows are read at once.
 func (s *Source) Gather(rows []int, dst []float32) error {
-	if len(dst) != len(rows)*s.Cols {
+	if n, ok := mulInt(len(rows), s.Cols); !ok || len(dst) != n {
 		return fmt.Errorf("faissio: Source.Gather of %d rows with room for %d values", len(rows), len(dst))
 	}
 	for k := 0; k < len(rows); {
@@ -178,8 +246,36 @@ func (s *Source) Gather(rows []int, dst []float32) error {
 	return nil
 }
 
-// read converts the part's rows [i, j) into dst, reusing buf.
+// readMatrix copies rows [i, j) of a Source in memory into dst, checking
+// them as a file's rows are checked.
+func (s *Source) readMatrix(i, j int, dst []float32) error {
+	copy(dst, s.mem.Data[i*s.Cols:j*s.Cols])
+	for k, v := range dst {
+		if what := nonFinite(v); what != "" {
+			return fmt.Errorf("matrix: row %d, column %d is %s", i+k/s.Cols, k%s.Cols, what)
+		}
+	}
+	return nil
+}
+
+// read converts the part's rows [i, j) into dst, a chunk of at most
+// readChunkBytes (or one row) at a time, reusing buf.
 func (p *sourcePart) read(f *os.File, i, j int, dst []float32, cols int, buf []byte) ([]byte, error) {
+	per := int(max(1, readChunkBytes/p.rowBytes))
+	for lo := i; lo < j; lo += per {
+		hi := min(j, lo+per)
+		var err error
+		buf, err = p.readChunk(f, lo, hi, dst[(lo-i)*cols:(hi-i)*cols], cols, buf)
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// readChunk converts the part's rows [i, j) into dst, reading them at once
+// into buf, which it grows if needed.
+func (p *sourcePart) readChunk(f *os.File, i, j int, dst []float32, cols int, buf []byte) ([]byte, error) {
 	n := int64(j-i) * p.rowBytes
 	if int64(cap(buf)) < n {
 		buf = make([]byte, n)

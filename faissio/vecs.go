@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,10 +122,17 @@ func readNpyShards(files []string) (Matrix, error) {
 		if i > 0 && c != m.Cols {
 			return Matrix{}, fmt.Errorf("%s: %d columns, but %s has %d", name, c, files[0], m.Cols)
 		}
+		if m.Rows > math.MaxInt-r {
+			return Matrix{}, fmt.Errorf("%s: more rows in all than an int counts", name)
+		}
 		rows[i], m.Cols = r, c
 		m.Rows += r
 	}
-	m.Data = make([]float32, m.Rows*m.Cols)
+	n, ok := mulInt(m.Rows, m.Cols)
+	if !ok {
+		return Matrix{}, fmt.Errorf("%s: %d rows of %d columns in all, more values than an int counts", files[0], m.Rows, m.Cols)
+	}
+	m.Data = make([]float32, n)
 	at := 0
 	for i, name := range files {
 		part, _, err := readNpyInto(name, m.Data[at*m.Cols:(at+rows[i])*m.Cols])

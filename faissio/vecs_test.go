@@ -91,12 +91,13 @@ func TestReadIvecs(t *testing.T) {
 	}
 }
 
-// siftsmall is the TEXMEX ANN_SIFT10K set, in the checkout's shared data.
+// siftsmall is the TEXMEX ANN_SIFT10K set, in the shared data beside the
+// checkout: outside the repository, so its absence skips TestSiftsmall.
 const siftsmall = "../../shared/data/siftsmall"
 
 func TestSiftsmall(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(siftsmall, "siftsmall_base.fvecs")); err != nil {
-		t.Skip("siftsmall not available:", err)
+		t.Skip("siftsmall, outside the repository, not available:", err)
 	}
 	base, err := ReadVectors(filepath.Join(siftsmall, "siftsmall_base.fvecs"))
 	if err != nil {

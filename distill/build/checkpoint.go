@@ -1,4 +1,4 @@
-package cli
+package build
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
 
 	"github.com/distillvq/distillvq/distill"
 	"github.com/distillvq/distillvq/faissio"
@@ -53,7 +54,6 @@ type kmeansState struct {
 type checkpointInfo struct {
 	Version string    `json:"version"`
 	Key     string    `json:"key"`
-	Docs    string    `json:"docs"`
 	Stage   string    `json:"stage"`
 	Written time.Time `json:"written"`
 }
@@ -62,39 +62,44 @@ type checkpointInfo struct {
 type checkpoint struct {
 	dir string
 	key string
-	o   BuildOptions
 	// kmeans and distill are what --resume found there, or nil.
 	kmeans  *kmeansState
 	distill *distill.DistillState
 }
 
-// checkpointKey hashes everything a build's training depends on: the bytes
-// of the documents, training queries and labels, the training options and
-// the number of documents the memory plan lets it learn from.
-func checkpointKey(o BuildOptions, cfg distill.Config, trainRows int) (string, error) {
+// checkpointKey identifies everything a build's training depends on: the
+// documents (their fingerprint: each file's path, size, modification time
+// and header, and sampled blocks of its data; see faissio.Source's
+// Fingerprint), the training queries and labels, the training options and
+// the number of documents the memory plan lets it learn from. Computing it
+// reads a few MiB, however large the collection.
+func checkpointKey(src *faissio.Source, o Options, cfg distill.Config, qrels [][]int32, trainRows int) (string, error) {
 	h := sha256.New()
 	io.WriteString(h, checkpointVersion)
-	for _, p := range []string{o.Docs, o.Queries} {
-		if err := hashVectors(h, p); err != nil {
-			return "", err
-		}
-	}
-	if o.Qrels == "" {
-		io.WriteString(h, "\x00none")
-	} else if err := hashFile(h, o.Qrels); err != nil {
+	if err := src.Fingerprint(h); err != nil {
 		return "", err
+	}
+	hashMatrix(h, o.Queries)
+	for _, rows := range qrels {
+		binary.Write(h, binary.LittleEndian, int64(len(rows)))
+		binary.Write(h, binary.LittleEndian, rows)
 	}
 	dc := o.Distill
 	dc.Progress, dc.Checkpoint, dc.Resume = nil, nil, nil
 	opts, err := json.Marshal(struct {
-		Index, Train, ExportLists string
-		Metric                    faissio.Metric
-		Nlist, M, Nbits           int
-		TrainSize, Niter          int
-		Seed                      uint64
-		OPQ                       bool
-		TrainRows                 int
-		Distill                   distill.DistillConfig
+		Index       Kind                  `json:"index"`
+		Train       Trainer               `json:"train"`
+		ExportLists ExportLists           `json:"export_lists"`
+		Metric      faissio.Metric        `json:"metric"`
+		Nlist       int                   `json:"nlist"`
+		M           int                   `json:"m"`
+		Nbits       int                   `json:"nbits"`
+		TrainSize   int                   `json:"train_size"`
+		Niter       int                   `json:"niter"`
+		Seed        uint64                `json:"seed"`
+		OPQ         bool                  `json:"opq"`
+		TrainRows   int                   `json:"train_rows"`
+		Distill     distill.DistillConfig `json:"distill"`
 	}{o.Index, o.Train, o.ExportLists, cfg.Metric, cfg.Nlist, cfg.M, cfg.Nbits,
 		cfg.TrainSize, cfg.Niter, cfg.Seed, o.OPQ, trainRows, dc})
 	if err != nil {
@@ -104,15 +109,24 @@ func checkpointKey(o BuildOptions, cfg distill.Config, trainRows int) (string, e
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// hashMatrix adds a matrix's shape and values to h, the values as they lie
+// in memory (little-endian on every host faissio supports), uncopied.
+func hashMatrix(h io.Writer, m faissio.Matrix) {
+	binary.Write(h, binary.LittleEndian, [2]int64{int64(m.Rows), int64(m.Cols)})
+	if len(m.Data) > 0 {
+		h.Write(unsafe.Slice((*byte)(unsafe.Pointer(&m.Data[0])), 4*len(m.Data)))
+	}
+}
+
 // openCheckpoint prepares dir (creating it if needed) for a build whose
 // training has the given key. With resume, it loads the stages found there,
 // refusing a folder written for other inputs or options; without, it starts
 // afresh, replacing any earlier stages as new ones finish.
-func openCheckpoint(dir, key string, o BuildOptions, resume bool) (*checkpoint, error) {
+func openCheckpoint(dir, key string, resume bool) (*checkpoint, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	c := &checkpoint{dir: dir, key: key, o: o}
+	c := &checkpoint{dir: dir, key: key}
 	if !resume {
 		for _, name := range []string{checkpointKMeans, checkpointDistill} {
 			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -174,7 +188,7 @@ func (c *checkpoint) stage() string {
 }
 
 func (c *checkpoint) writeInfo(stage string) error {
-	b, err := json.MarshalIndent(checkpointInfo{Version: checkpointVersion, Key: c.key, Docs: c.o.Docs,
+	b, err := json.MarshalIndent(checkpointInfo{Version: checkpointVersion, Key: c.key,
 		Stage: stage, Written: time.Now().UTC()}, "", "  ")
 	if err != nil {
 		return err

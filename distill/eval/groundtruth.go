@@ -1,4 +1,4 @@
-package cli
+package eval
 
 import (
 	"context"
@@ -7,23 +7,22 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	faiss "github.com/distillvq/distillvq/cgo"
 	"github.com/distillvq/distillvq/faissio"
 )
 
-// groundTruth is the exact top-k of every query: ids (as the indexes name
+// GroundTruth is the exact top-k of every query: ids (as the indexes name
 // documents), nq rows of k, -1 where there are fewer than k documents.
-type groundTruth struct {
+type GroundTruth struct {
 	K      int
 	IDs    []int64
 	Source string // "computed", "cache PATH" or "file PATH"
 }
 
-// row returns the exact top-k ids of query i.
-func (g *groundTruth) row(i int) []int64 { return g.IDs[i*g.K : (i+1)*g.K] }
+// Row returns the exact top-k ids of query i.
+func (g *GroundTruth) Row(i int) []int64 { return g.IDs[i*g.K : (i+1)*g.K] }
 
 // gtRequest names the inputs of an exact search.
 type gtRequest struct {
@@ -34,27 +33,28 @@ type gtRequest struct {
 }
 
 // gtVersion changes the cache key when the cache's content would change.
-const gtVersion = "distillvq-gt-1"
+const gtVersion = "distillvq-gt-2"
 
 // loadGroundTruth returns the exact top-k of the queries q over the
-// documents. It reads a cached table keyed by a hash of the documents',
-// ids' and queries' bytes, k and the metric, and otherwise computes it with
+// documents. It reads a cached table keyed by the inputs' fingerprints, k
+// and the metric (gtKey), and otherwise computes it with
 // an exact FAISS index and caches it beside the queries (a hidden file, so
 // that folder-of-shards inputs do not pick it up). A cache that cannot be
 // written is only a note on warn.
-func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io.Writer, prog func(string, int, int)) (*groundTruth, error) {
-	key, err := gtKey(r)
-	if err != nil {
-		return nil, err
-	}
-	qfiles, err := faissio.VectorFiles(r.Queries)
-	if err != nil {
-		return nil, err
-	}
-	cache := filepath.Join(filepath.Dir(qfiles[0]), "."+filepath.Base(qfiles[0])+".gt-"+key[:16]+".npy")
+func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io.Writer, prog func(string, int, int)) (*GroundTruth, error) {
+	var cache string
 	if !r.NoCache {
+		key, err := gtKey(r)
+		if err != nil {
+			return nil, err
+		}
+		qfiles, err := faissio.VectorFiles(r.Queries)
+		if err != nil {
+			return nil, err
+		}
+		cache = filepath.Join(filepath.Dir(qfiles[0]), "."+filepath.Base(qfiles[0])+".gt-"+key[:16]+".npy")
 		if rows, cols, ids, err := faissio.ReadNeighbors(cache); err == nil && rows == q.Rows && cols == r.K {
-			return &groundTruth{K: r.K, IDs: ids, Source: "cache " + cache}, nil
+			return &GroundTruth{K: r.K, IDs: ids, Source: "cache " + cache}, nil
 		}
 	}
 	docs, err := faissio.OpenSource(r.Docs)
@@ -74,7 +74,7 @@ func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io
 	if err != nil {
 		return nil, err
 	}
-	gt := &groundTruth{K: r.K, IDs: labels, Source: "computed"}
+	gt := &GroundTruth{K: r.K, IDs: labels, Source: "computed"}
 	if !r.NoCache {
 		if err := faissio.WriteNpyInt64(cache, q.Rows, r.K, labels); err != nil {
 			fmt.Fprintf(warn, "distillvq: note: ground truth not cached: %v\n", err)
@@ -85,12 +85,33 @@ func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io
 	return gt, nil
 }
 
-// gtKey hashes everything the exact top-k depends on.
+// gtKey identifies everything the exact top-k depends on, cheaply: the
+// documents' fingerprint (each file's path, size, modification time and
+// header, and sampled blocks of its data; see faissio.Source's
+// Fingerprint), the same for the ids and the queries, k and the metric. A
+// cache hit therefore reads a few MiB of the documents, not all of them;
+// what would go unnoticed is an edit in place that keeps every file's size
+// and modification time and misses the sampled blocks (--no-cache then).
 func gtKey(r gtRequest) (string, error) {
 	h := sha256.New()
 	io.WriteString(h, gtVersion)
-	for _, p := range []string{r.Docs, r.IDs, r.Queries} {
-		if err := hashVectors(h, p); err != nil {
+	docs, err := faissio.OpenSource(r.Docs)
+	if err != nil {
+		return "", err
+	}
+	if err := docs.Fingerprint(h); err != nil {
+		return "", err
+	}
+	for _, p := range []string{r.IDs, r.Queries} {
+		if p == "" {
+			io.WriteString(h, "\x00none")
+			continue
+		}
+		files, err := faissio.VectorFiles(p)
+		if err != nil {
+			return "", err
+		}
+		if err := faissio.FingerprintFiles(h, files...); err != nil {
 			return "", err
 		}
 	}
@@ -99,42 +120,6 @@ func gtKey(r gtRequest) (string, error) {
 	binary.LittleEndian.PutUint64(b[8:], uint64(r.Metric))
 	h.Write(b[:])
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// hashVectors adds to h every file of a vector path (a file, a folder or
-// glob of shards; see faissio.VectorFiles), or a marker for an empty path.
-func hashVectors(h io.Writer, path string) error {
-	if path == "" {
-		io.WriteString(h, "\x00none")
-		return nil
-	}
-	files, err := faissio.VectorFiles(path)
-	if err != nil {
-		return err
-	}
-	for _, name := range files {
-		if err := hashFile(h, name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// hashFile adds the length and bytes of a file to h.
-func hashFile(h io.Writer, name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(n))
-	h.Write(b[:])
-	return nil
 }
 
 // gtBlock is the number of queries searched per FAISS call for the ground
@@ -236,9 +221,27 @@ func mergeTopK(bestD []float32, bestI []int64, d []float32, l []int64, offset in
 	copy(bestI, outI)
 }
 
+// ExactGroundTruth computes the exact top-k of the queries over the
+// documents (files, as eval takes them; ids may be ""), by FAISS's exact
+// search over blocks of documents, without reading or writing a cache.
+func ExactGroundTruth(ctx context.Context, docs, ids, queries string, k int, metric faissio.Metric) (*GroundTruth, error) {
+	q, err := faissio.ReadVectors(queries)
+	if err != nil {
+		return nil, err
+	}
+	return loadGroundTruth(ctx, gtRequest{Docs: docs, IDs: ids, Queries: queries, K: k, Metric: metric, NoCache: true}, q, io.Discard, nil)
+}
+
+// ReadGroundTruth reads a table of exact neighbour ids (.ivecs or a 2-D int
+// .npy) and checks that it covers nq queries to depth k; only its first k
+// columns are kept.
+func ReadGroundTruth(path string, nq, k int) (*GroundTruth, error) {
+	return readGroundTruth(path, nq, k)
+}
+
 // readGroundTruth reads a supplied ground-truth table and checks it covers
 // the queries to depth k; only its first k columns are used.
-func readGroundTruth(path string, nq, k int) (*groundTruth, error) {
+func readGroundTruth(path string, nq, k int) (*GroundTruth, error) {
 	rows, cols, ids, err := faissio.ReadNeighbors(path)
 	if err != nil {
 		return nil, err
@@ -253,5 +256,5 @@ func readGroundTruth(path string, nq, k int) (*groundTruth, error) {
 	for i := range nq {
 		copy(out[i*k:(i+1)*k], ids[i*cols:i*cols+k])
 	}
-	return &groundTruth{K: k, IDs: out, Source: "file " + path}, nil
+	return &GroundTruth{K: k, IDs: out, Source: "file " + path}, nil
 }

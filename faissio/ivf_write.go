@@ -1,0 +1,151 @@
+package faissio
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+)
+
+// ivfWriteBuffer is the size of the buffer WriteIVF gathers list contents
+// in: large enough that writes are few, small beside the index.
+const ivfWriteBuffer = 1 << 20
+
+// narrowOrderLimit is the vector count from which WriteIVF orders vectors
+// by int64 instead of uint32 indices; a variable so that tests can take
+// the wide path without 2^32 vectors.
+var narrowOrderLimit uint64 = 1 << 32
+
+// WriteIVF writes the index NewIVFIndex(*p) describes, exactly the bytes
+// WriteIndex writes of it, without building it: NewIVFIndex copies every
+// code and id into per-list slices, a second copy of the largest thing a
+// build holds, where WriteIVF needs only an ordering of the vectors by list
+// (4 bytes a vector below 2^32 vectors, 8 above) and a buffer of about
+// 1 MiB through which each list's codes, then its ids, are gathered. Within
+// a list the vectors keep their order in p, as in NewIVFIndex.
+//
+// p is checked first, and nothing is written if the check fails. ctx is
+// checked before writing, between lists and every 4 MiB written; once it
+// is done, WriteIVF returns ctx.Err() itself, unwrapped, having written a
+// prefix of the file. progress, if not nil, is called with the lists written so
+// far and Nlist, after each list or each hundredth of them, whichever is
+// less often, and last with Nlist, Nlist.
+func WriteIVF(ctx context.Context, w io.Writer, p *IVFParams, progress func(done, total int)) error {
+	ix, _, err := ivfShell(p)
+	if err != nil {
+		return fmt.Errorf("faiss index: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := writeIVF(ctx, w, p, ix, progress); err != nil {
+		if err == ctx.Err() {
+			return err
+		}
+		return fmt.Errorf("faiss index: write: %w", err)
+	}
+	return nil
+}
+
+// WriteIVFFile writes the index NewIVFIndex(*p) describes to path, as
+// WriteIVF does, replacing any file there atomically: on any error,
+// cancellation included, the old file, or none, stays in place. Errors
+// start with path.
+func WriteIVFFile(ctx context.Context, path string, p *IVFParams, progress func(done, total int)) error {
+	ix, _, err := ivfShell(p)
+	if err != nil {
+		return fmt.Errorf("%s: faiss index: %w", path, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return WriteFileAtomic(path, func(f *os.File) error {
+		err := writeIVF(ctx, f, p, ix, progress)
+		switch {
+		case err == nil:
+			return nil
+		case err == ctx.Err():
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return fmt.Errorf("%s: write: %w", path, unwrapPathError(err))
+	})
+}
+
+// writeIVF writes ix, the shell of p's index from ivfShell, then p's lists.
+func writeIVF(ctx context.Context, w io.Writer, p *IVFParams, ix Index, progress func(done, total int)) error {
+	e := &encoder{w: bufio.NewWriterSize(w, 1<<16), ctx: ctx}
+	_, codeSize := e.indexHead(ix)
+	sizes := listSizes(p)
+	e.listSizes(sizes, codeSize)
+	if uint64(len(p.Lists)) < narrowOrderLimit {
+		streamLists(e, p, sizes, byList[uint32](p, sizes), progress)
+	} else {
+		streamLists(e, p, sizes, byList[int64](p, sizes), progress)
+	}
+	if e.err == nil {
+		e.err = e.w.Flush()
+	}
+	return e.err
+}
+
+// byList returns the indices of p's vectors ordered by list, and in p's
+// order within a list: a counting sort on the list sizes.
+func byList[T uint32 | int64](p *IVFParams, sizes []int) []T {
+	next := make([]int, len(sizes)) // where list l's next vector goes
+	at := 0
+	for l, s := range sizes {
+		next[l] = at
+		at += s
+	}
+	order := make([]T, len(p.Lists))
+	for i, l := range p.Lists {
+		order[next[l]] = T(i)
+		next[l]++
+	}
+	return order
+}
+
+// streamLists writes the contents of p's lists, of the given sizes, the
+// vectors of each in the order given, as the "ilar" record holds them:
+// each non-empty list's codes, then its ids. It stops at the encoder's
+// first error, a cancellation of its context included.
+func streamLists[T uint32 | int64](e *encoder, p *IVFParams, sizes []int, order []T, progress func(done, total int)) {
+	cs := p.CodeSize()
+	buf := make([]byte, 0, max(ivfWriteBuffer, cs))
+	// put gathers b, and says whether writing may go on.
+	put := func(b []byte) bool {
+		if len(buf)+len(b) > cap(buf) {
+			e.raw(buf)
+			buf = buf[:0]
+		}
+		buf = append(buf, b...)
+		return e.err == nil
+	}
+	step := max(1, len(sizes)/100)
+	for l, s := range sizes {
+		if e.err == nil {
+			e.err = e.ctx.Err()
+		}
+		if e.err != nil {
+			return
+		}
+		list := order[:s]
+		order = order[s:]
+		for _, i := range list {
+			if !put(p.Codes[int(i)*cs : (int(i)+1)*cs]) {
+				return
+			}
+		}
+		for _, i := range list {
+			if !put(binary.LittleEndian.AppendUint64(e.buf[:0], uint64(p.IDs[i]))) {
+				return
+			}
+		}
+		if done := l + 1; progress != nil && (done%step == 0 || done == len(sizes)) {
+			progress(done, len(sizes))
+		}
+	}
+	e.raw(buf)
+}
