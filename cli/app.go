@@ -29,8 +29,6 @@ func fail(err error) error {
 	return failure{err}
 }
 
-// failf formats a failure.
-func failf(format string, args ...any) error { return failure{fmt.Errorf(format, args...)} }
 
 // env is what a command run writes to and whether it may draw progress bars.
 type env struct {

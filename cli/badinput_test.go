@@ -168,12 +168,17 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"build", "--no-such-flag"},
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nbits", "9"},
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nlist", "-3"},
+		// Stray words: urfave/cli would leave them unread.
+		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--opq", "learn"},
+		{"search", "--index", "x.faiss", "--queries", gloveQ, "extra"},
+		{"eval", "--docs", gloveDocs, "--queries", gloveQ, "--index", "x.faiss", "extra"},
+		{"inspect", "a.faiss", "b.faiss"},
 	} {
 		code, _, stderr := run(t, args...)
 		if code != 2 {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, stderr)
 		}
-		if !strings.Contains(stderr, "distillvq: ") {
+		if !strings.HasPrefix(stderr, "distillvq: ") || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("%v: no error line in %q", args, fmt.Sprint(stderr))
 		}
 	}

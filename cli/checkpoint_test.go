@@ -18,10 +18,7 @@ import (
 // refused in one line, and that a k-means build resumes too.
 func TestCheckpointResume(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "distillvq")
-	if out, err := exec.Command("go", "build", "-o", bin, "./distillvq").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := distillvqBinary(t)
 	args := func(out string, extra ...string) []string {
 		return append([]string{"build", "--docs", gloveDocs, "--nlist", "64", "--m", "20", "--pseudo-queries", "2000",
 			"--val", "200", "--epochs", "3", "--seed", "5", "-o", out}, extra...)

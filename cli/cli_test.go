@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/distillvq/distillvq/internal/testutil"
@@ -46,6 +47,41 @@ func runOK(t *testing.T, args ...string) (string, string) {
 		t.Fatalf("distillvq %s: exit %d: %s", strings.Join(args, " "), code, errs)
 	}
 	return out, errs
+}
+
+// built is the distillvq command built once for the tests that run it as
+// a process (signals, thread counts, crashes), in a folder TestMain removes.
+var built = struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}{}
+
+// distillvqBinary builds the command, once per test process, and returns
+// its path.
+func distillvqBinary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "distillvq-bin"); built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "distillvq")
+		if out, err := exec.Command("go", "build", "-o", built.path, "./distillvq").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // haveSift reports whether the siftsmall set lies beside the checkout.
@@ -92,7 +128,10 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 			}
 			args := []string{"build", "--docs", gloveDocs, "--index", index, "--metric", c.metric, "--nlist", "64", "--train", train, "-o", out}
 			if opq {
-				args = append(args, "--opq")
+				// FAISS's OPQ training on all 20,000 documents takes a
+				// minute and a half here; the file's structure is the
+				// same from 2,560.
+				args = append(args, "--opq", "--train-size", "2560")
 			}
 			if train == "distill" {
 				args = append(args, "--queries", gloveDir+"/train-queries.npy", "--epochs", "2")

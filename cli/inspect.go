@@ -76,22 +76,29 @@ type Description struct {
 
 // ListStats summarises the inverted list sizes.
 type ListStats struct {
-	Min, Median, Max, Empty int64
-	Mean                    float64
+	Min    int64   `json:"min"`
+	Median int64   `json:"median"`
+	Max    int64   `json:"max"`
+	Empty  int64   `json:"empty"`
+	Mean   float64 `json:"mean"`
 	// Imbalance is FAISS's nlist*sum(size^2)/ntotal^2: 1 for equal lists,
 	// and the expected search cost relative to that.
-	Imbalance float64
+	Imbalance float64 `json:"imbalance"`
 	// Histogram counts lists by size in 10 equal-width bins from Min to Max.
-	Histogram []int64
+	Histogram []int64 `json:"histogram"`
 }
 
 // CodebookStats describes one PQ sub-quantizer.
 type CodebookStats struct {
-	MeanNorm, MinNorm, MaxNorm float64 // of its codewords
+	// The norms of its codewords.
+	MeanNorm float64 `json:"mean_norm"`
+	MinNorm  float64 `json:"min_norm"`
+	MaxNorm  float64 `json:"max_norm"`
 	// Used is the share of its 2^nbits codewords that some stored vector
 	// uses, and Perplexity exp(entropy) of their use: 2^nbits when every
 	// codeword is used equally.
-	Used, Perplexity float64
+	Used       float64 `json:"used"`
+	Perplexity float64 `json:"perplexity"`
 }
 
 // describe summarises ix.

@@ -61,3 +61,20 @@ func TestLibraryErrorsAreTheCLIs(t *testing.T) {
 		t.Errorf("--index ivfpq-typo: exit %d, %q", code, stderr)
 	}
 }
+
+// TestHelpShowsEachDefaultOnce checks every command's --help: an option's
+// default appears once, in its own words, never as urfave's "(default: 0)"
+// beside a default the usage already states.
+func TestHelpShowsEachDefaultOnce(t *testing.T) {
+	for _, cmd := range []string{"build", "eval", "search", "inspect"} {
+		code, out, _ := run(t, cmd, "--help")
+		if code != 0 {
+			t.Fatalf("%s --help: exit %d", cmd, code)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if n := strings.Count(line, "default"); n > 1 || strings.Contains(line, "(default: 0)") {
+				t.Errorf("%s --help: %q", cmd, strings.TrimSpace(line))
+			}
+		}
+	}
+}

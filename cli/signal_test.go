@@ -21,10 +21,7 @@ import (
 // is untouched.
 func TestInterruptLeavesNoOutput(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "distillvq")
-	if out, err := exec.Command("go", "build", "-o", bin, "./distillvq").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := distillvqBinary(t)
 	outDir := filepath.Join(dir, "out")
 	os.Mkdir(outDir, 0o755)
 	out := filepath.Join(outDir, "x.faiss")
@@ -69,10 +66,7 @@ func TestInterruptLeavesNoOutput(t *testing.T) {
 // progress hook DISTILLVQ_TEST_PHASE_DELAY to be caught while it runs.
 func TestInterruptEachPhase(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "distillvq")
-	if out, err := exec.Command("go", "build", "-o", bin, "./distillvq").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := distillvqBinary(t)
 	docs := filepath.Join(dir, "docs100k.npy")
 	writeNoisyCopies(t, docs, 100_000)
 	for _, c := range []struct {

@@ -274,8 +274,14 @@ func (j *job) trainRotation() error {
 		}
 		j.rotation = j.ck.kmeans.Rotation
 	} else {
+		// FAISS's sample (it trains OPQ on at most 256 points per
+		// codeword), or a smaller TrainSize.
+		n := max(256*j.cfg.Nlist, 256<<j.cfg.Nbits)
+		if j.cfg.TrainSize > 0 {
+			n = min(n, j.cfg.TrainSize)
+		}
 		sample := j.train
-		if n := max(256*j.cfg.Nlist, 256<<j.cfg.Nbits); sample.Rows > n {
+		if sample.Rows > n {
 			sample = distill.Sample(sample, n, j.cfg.Seed)
 		}
 		var err error
