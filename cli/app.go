@@ -29,7 +29,6 @@ func fail(err error) error {
 	return failure{err}
 }
 
-
 // env is what a command run writes to and whether it may draw progress bars.
 type env struct {
 	stdout, stderr io.Writer
