@@ -89,9 +89,17 @@ var ivfCases = []ivfCase{
 const nlist = 32
 
 // trainCase trains c with FAISS on the siftsmall base, with ids that are
-// not simply 0..n-1 so that id handling shows.
+// not simply 0..n-1 so that id handling shows. Training is deterministic,
+// so each shape (metric, M, nbits) is trained once for all tests and
+// cached; tests must not close the result.
 func trainCase(t *testing.T, c ivfCase, base faissio.Matrix) *Index {
 	t.Helper()
+	key := ivfCase{metric: c.metric, m: c.m, nbits: c.nbits}
+	trained.Lock()
+	defer trained.Unlock()
+	if ix := trained.m[key]; ix != nil {
+		return ix
+	}
 	ids := make([]int64, base.Rows)
 	for i := range ids {
 		ids[i] = 1_000_000 + 7*int64(i)
@@ -101,8 +109,17 @@ func trainCase(t *testing.T, c ivfCase, base faissio.Matrix) *Index {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ix.Close() })
+	if trained.m == nil {
+		trained.m = make(map[ivfCase]*Index)
+	}
+	trained.m[key] = ix
 	return ix
+}
+
+// trained holds trainCase's indexes by shape (an ivfCase without its name).
+var trained struct {
+	sync.Mutex
+	m map[ivfCase]*Index
 }
 
 // rebuild extracts p from ix and builds a new index from it.
@@ -424,9 +441,10 @@ func joinInts(xs []int64) string {
 	return strings.Join(s, " ")
 }
 
-// pyOPQ trains an OPQ-rotated IVFPQ (an IndexPreTransform) and writes it,
-// with the labels of all queries at nprobe 4, k 10. Two OPQ iterations
-// keep it quick; the rotation only has to be there.
+// pyOPQ trains an OPQ-rotated IVFPQ (an IndexPreTransform) on the first
+// argv[4] base vectors, adds them all and writes it, with the labels of all
+// queries at nprobe 4, k 10. Two OPQ iterations and the smaller training
+// set keep it quick; the rotation only has to be there.
 const pyOPQ = `
 import sys, numpy as np, faiss
 def fvecs(p):
@@ -434,7 +452,7 @@ def fvecs(p):
 xb, xq = fvecs(sys.argv[1]), fvecs(sys.argv[2])
 ix = faiss.index_factory(128, "OPQ16,IVF32,PQ16x4")
 faiss.downcast_VectorTransform(ix.chain.at(0)).niter = 2
-ix.train(xb)
+ix.train(xb[:int(sys.argv[4])])
 ix.add(xb)
 faiss.write_index(ix, sys.argv[3])
 faiss.extract_index_ivf(ix).nprobe = 4
@@ -447,7 +465,7 @@ func TestPreTransformSearch(t *testing.T) {
 	testutil.Python(t)
 	path := filepath.Join(t.TempDir(), "opq.index")
 	out := strings.TrimSpace(runPython(t, pyOPQ, filepath.Join(dataDir, "siftsmall_base.fvecs"),
-		filepath.Join(dataDir, "siftsmall_query.fvecs"), path))
+		filepath.Join(dataDir, "siftsmall_query.fvecs"), path, strconv.Itoa(opqTrainRows)))
 	lines := strings.Split(out, "\n")
 
 	ix, err := ReadIndex(path)
@@ -779,12 +797,14 @@ func TestConcurrentSearch(t *testing.T) {
 	}
 }
 
-// pyTrain trains index_factory(128, argv[2]) on the siftsmall base as
-// TrainFAISS does (seed 1234, 10 k-means iterations, no polysemous
-// training), adds the base and writes the index to argv[3].
+// pyTrain trains index_factory(128, argv[2]) on the siftsmall base (on its
+// first argv[5] rows when given) as TrainFAISS does (seed 1234, 10 k-means
+// iterations, no polysemous training), adds the whole base and writes the
+// index to argv[3].
 const pyTrain = `
 import sys, numpy as np, faiss
 xb = np.fromfile(sys.argv[1], dtype='int32').reshape(-1, 129)[:, 1:].copy().view('float32')
+xt = xb[:int(sys.argv[5])] if len(sys.argv) > 5 else xb
 metric = faiss.METRIC_L2 if sys.argv[4] == 'l2' else faiss.METRIC_INNER_PRODUCT
 ix = faiss.index_factory(128, sys.argv[2], metric)
 ivf = faiss.downcast_index(faiss.extract_index_ivf(ix))
@@ -792,7 +812,7 @@ ivf.cp.seed, ivf.cp.niter = 1234, 10
 if isinstance(ivf, faiss.IndexIVFPQ):
     ivf.pq.cp.seed, ivf.pq.cp.niter = 1234, 10
     ivf.do_polysemous_training = False
-ix.train(xb)
+ix.train(xt)
 ix.add(xb)
 faiss.write_index(ix, sys.argv[3])
 `
@@ -830,9 +850,21 @@ func TestTrainFAISSMatchesPython(t *testing.T) {
 	}
 }
 
-// opq is TrainFAISS's OPQ16,IVF32,PQ16 on the siftsmall base (seed 1234,
-// 10 k-means iterations, ids 0..n-1), trained once for all tests because
-// OPQ training takes half a minute. Tests must not close it.
+// opqTrainRows is how many siftsmall base vectors (the first ones) the OPQ
+// tests train on: OPQ training (50 rounds of 8-bit PQ training) costs in
+// proportion to them, about 4 s per 1,000 on two cores, and a quarter of
+// the base is plenty for IVF32 (FAISS asks for 39 per centroid). FAISS
+// warns on stderr that 256-centroid PQ k-means wants 9,984 points; a
+// warning only.
+const opqTrainRows = 2500
+
+// opqTrain is the OPQ tests' training set: the first opqTrainRows of base.
+func opqTrain(base faissio.Matrix) faissio.Matrix { return base.Slice(0, opqTrainRows) }
+
+// opq is TrainFAISS's OPQ16,IVF32,PQ16 trained on opqTrain(base) with the
+// whole siftsmall base added (seed 1234, 10 k-means iterations, ids
+// 0..n-1), trained once for all tests because OPQ training takes seconds.
+// Tests must not close it.
 var opq struct {
 	once sync.Once
 	ix   *Index
@@ -844,10 +876,10 @@ var opqParams = FAISSParams{D: 128, Metric: faissio.L2, Nlist: nlist, M: 16, Nbi
 func trainedOPQ(t *testing.T, base faissio.Matrix) *Index {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("OPQ training on siftsmall takes half a minute")
+		t.Skip("OPQ training on siftsmall takes seconds")
 	}
 	opq.once.Do(func() {
-		opq.ix, opq.err = TrainFAISS(opqParams, base, base, nil)
+		opq.ix, opq.err = TrainFAISS(opqParams, opqTrain(base), base, nil)
 	})
 	if opq.err != nil {
 		t.Fatal(opq.err)
@@ -918,7 +950,7 @@ func TestTrainOPQ(t *testing.T) {
 
 	// Seed 1234 is FAISS's own training (which TestTrainFAISSOPQMatchesPython
 	// checks against index_factory's), and the same run gives the same A.
-	a, err := TrainOPQ(base, 16, 1234)
+	a, err := TrainOPQ(opqTrain(base), 16, 1234)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -933,7 +965,7 @@ func TestTrainOPQ(t *testing.T) {
 	}
 
 	// The seed reaches the training; a small problem keeps this quick.
-	small := faissio.Matrix{Rows: 10000, Cols: 16, Data: randSlice(rand.New(rand.NewSource(5)), 160000)}
+	small := faissio.Matrix{Rows: 2500, Cols: 16, Data: randSlice(rand.New(rand.NewSource(5)), 2500*16)}
 	var rots [2][]float32
 	for i, seed := range []int{7, 8} {
 		if rots[i], err = TrainOPQ(small, 2, seed); err != nil {
@@ -993,7 +1025,8 @@ func TestTrainFAISSOPQMatchesPython(t *testing.T) {
 	_, ours := writeBytes(t, trainedOPQ(t, base), "go.index")
 	path := filepath.Join(t.TempDir(), "python.index")
 	// index_factory's OPQ is unseeded, that is seeded 1234 throughout.
-	runPython(t, pyTrain, filepath.Join(dataDir, "siftsmall_base.fvecs"), "OPQ16,IVF32,PQ16", path, "l2")
+	runPython(t, pyTrain, filepath.Join(dataDir, "siftsmall_base.fvecs"), "OPQ16,IVF32,PQ16", path, "l2",
+		strconv.Itoa(opqTrainRows))
 	theirs, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
