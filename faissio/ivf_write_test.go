@@ -108,16 +108,8 @@ func TestWriteIVFMatchesWriteIndex(t *testing.T) {
 				narrowOrderLimit = 0
 				defer func() { narrowOrderLimit = old }()
 			}
-			want := indexBytes(t, p)
+			want := checkWriteIVF(t, p, nlist)
 			var got bytes.Buffer
-			var log progressLog
-			if err := WriteIVF(context.Background(), &got, p, log.record); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got.Bytes(), want) {
-				t.Fatalf("WriteIVF writes %d bytes, WriteIndex %d, differing at byte %d", got.Len(), len(want), firstDiff(got.Bytes(), want))
-			}
-			log.check(t, nlist)
 			if k := bytes.Index(want, []byte("ilar")); k >= 0 {
 				encodings[string(want[k+20:k+24])]++
 			}
@@ -131,14 +123,11 @@ func TestWriteIVFMatchesWriteIndex(t *testing.T) {
 	}
 }
 
-// bigIVFFlat is an IVFFlat of 40000 vectors of 64 dimensions, 10 MiB of
-// codes in 5 lists: large enough for many buffer flushes and context checks.
-func bigIVFFlat() *IVFParams {
-	return randomIVFParams(ixRand(12), 64, 5, 5, 0, 0, 40000, L2, true)
-}
-
-func TestWriteIVFLarge(t *testing.T) {
-	p := bigIVFFlat()
+// checkWriteIVF writes p with WriteIVF and fails the test unless it gives
+// WriteIndex's bytes, with progress reported over nlist lists; it returns
+// those bytes.
+func checkWriteIVF(t *testing.T, p *IVFParams, nlist int) []byte {
+	t.Helper()
 	want := indexBytes(t, p)
 	var got bytes.Buffer
 	var log progressLog
@@ -148,7 +137,19 @@ func TestWriteIVFLarge(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), want) {
 		t.Fatalf("WriteIVF writes %d bytes, WriteIndex %d, differing at byte %d", got.Len(), len(want), firstDiff(got.Bytes(), want))
 	}
-	log.check(t, 5)
+	log.check(t, nlist)
+	return want
+}
+
+// bigIVFFlat is an IVFFlat of 40000 vectors of 64 dimensions, 10 MiB of
+// codes in 5 lists: large enough for many buffer flushes and context checks.
+func bigIVFFlat() *IVFParams {
+	return randomIVFParams(ixRand(12), 64, 5, 5, 0, 0, 40000, L2, true)
+}
+
+func TestWriteIVFLarge(t *testing.T) {
+	p := bigIVFFlat()
+	want := checkWriteIVF(t, p, 5)
 
 	path := filepath.Join(t.TempDir(), "x.faiss")
 	if err := WriteIVFFile(context.Background(), path, p, nil); err != nil {
