@@ -29,6 +29,9 @@ func fail(err error) error {
 	return failure{err}
 }
 
+// failf formats a failure.
+func failf(format string, args ...any) error { return failure{fmt.Errorf(format, args...)} }
+
 // env is what a command run writes to and whether it may draw progress bars.
 type env struct {
 	stdout, stderr io.Writer
@@ -49,6 +52,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ExitErrHandler: func(context.Context, *ucli.Command, error) {},
 		Commands: []*ucli.Command{
 			buildCommand(e),
+			trainCommand(e),
+			addCommand(e),
+			mergeCommand(e),
 			searchCommand(e),
 			inspectCommand(e),
 			evalCommand(e),

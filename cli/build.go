@@ -39,54 +39,15 @@ func writeJSON(path string, v any) error {
 }
 
 func buildCommand(e *env) *ucli.Command {
-	// Flags whose default depends on the data say so in their usage and
-	// hide urfave's "(default: 0)".
 	return &ucli.Command{
 		Name:      "build",
 		Usage:     "train an IVFPQ or IVFFlat index on dense vectors and write it as a FAISS file",
 		UsageText: "distillvq build --docs docs.npy [--index ivfpq|ivfflat] [--nlist N] [--m M] [--metric ip|l2] [--ids ids.npy] [--train distill|kmeans|faiss] [--queries train.npy] -o out.faiss",
-		Flags: append([]ucli.Flag{
-			&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16/float64), a folder or glob of .npy shards, or .fvecs", Required: true},
-			&ucli.StringFlag{Name: "ids", Usage: "optional .npy of int64 ids, one per document (default 0..n-1)"},
-			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the .faiss file to write (atomically)", Required: true},
-			&ucli.StringFlag{Name: "index", Value: "ivfpq", Usage: "index type: ivfpq or ivfflat"},
-			&ucli.StringFlag{Name: "metric", Value: "ip", Usage: "ip (inner product) or l2"},
-			&ucli.IntFlag{Name: "nlist", HideDefault: true, Usage: "number of inverted lists (default 4*sqrt(n), at most n/39)"},
-			&ucli.IntFlag{Name: "m", HideDefault: true, Usage: "PQ sub-quantizers; must divide d (default: the largest divisor of d that is at most min(64, d/4))"},
-			&ucli.IntFlag{Name: "nbits", Value: build.DefaultNbits, Usage: "bits per PQ code, 1..8"},
-			&ucli.StringFlag{Name: "train", Value: "distill", Usage: "trainer: distill (Distill-VQ from the dense teacher), kmeans (ours, FAISS-style) or faiss (FAISS's own, for comparison)"},
-			&ucli.IntFlag{Name: "train-size", HideDefault: true, Usage: "documents sampled for training (default: 256 per centroid and per PQ codeword, as FAISS)"},
-			&ucli.IntFlag{Name: "niter", Value: build.DefaultNiter, Usage: "k-means iterations"},
-			&ucli.Uint64Flag{Name: "seed", Value: build.DefaultSeed, Usage: "random seed; the same seed gives the same index"},
-			&ucli.BoolFlag{Name: "opq", Usage: "rotate with FAISS's OPQ first (IndexPreTransform in front of the IVFPQ index)"},
-			&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
-			&ucli.StringFlag{Name: "checkpoint", Usage: "save each finished training stage (k-means, every distillation epoch) in this folder"},
-			&ucli.BoolFlag{Name: "resume", Usage: "continue from the stages saved in --checkpoint; the index is the same as an uninterrupted build's"},
-			&ucli.StringFlag{Name: "max-memory", Usage: "memory the build may plan for, such as 3GiB or 500MB, or 'none' for no bound (default: what the machine has available)"},
-			progressFlag(),
-			&ucli.StringFlag{Name: "queries", Category: "distillation", Usage: "training queries (.npy); default: pseudo-queries drawn from the documents"},
-			&ucli.IntFlag{Name: "pseudo-queries", Category: "distillation", HideDefault: true, Usage: "documents drawn as extra training queries, -1 for none (default min(20000, n/5))"},
-			&ucli.StringFlag{Name: "qrels", Category: "distillation", Usage: "labelled positives: query_index<TAB>doc_id per line"},
-			&ucli.IntFlag{Name: "val", Category: "distillation", HideDefault: true, Usage: "training queries held out to report recall each epoch, -1 for none (default min(500, 10%))"},
-			&ucli.IntFlag{Name: "topk", Category: "distillation", Value: 200, Usage: "teacher's top documents per query"},
-			&ucli.IntFlag{Name: "topk-sample", Category: "distillation", HideDefault: true, Usage: "draw this many of the top-k per query and step instead of all (Top-K^n sampling; default all)"},
-			&ucli.IntFlag{Name: "refresh-every", Category: "distillation", HideDefault: true, Usage: "steps between re-encodings of all documents (default: once per epoch)"},
-			&ucli.StringFlag{Name: "negatives", Category: "distillation", Value: "inbatch", Usage: "other candidates: inbatch, random or none"},
-			&ucli.IntFlag{Name: "in-batch", Category: "distillation", Value: 200, Usage: "negatives per query"},
-			&ucli.StringFlag{Name: "loss", Category: "distillation", Value: "listnet", Usage: "listnet, kl, mse, margin-mse or ranknet"},
-			&ucli.StringFlag{Name: "ivf-loss", Category: "distillation", Value: "list", Usage: "list (softmax over all lists) or doc (the paper's doc-level loss)"},
-			&ucli.FloatFlag{Name: "temperature", Category: "distillation", Value: 0.2, Usage: "softmax temperature, in units of the median spread of the teacher's top-k scores"},
-			&ucli.FloatFlag{Name: "ivf-weight", Category: "distillation", HideDefault: true, Usage: "weight of the IVF loss (default: scaled to the PQ loss on the first batch)"},
-			&ucli.IntFlag{Name: "epochs", Category: "distillation", Value: distill.DefaultEpochs, Usage: "passes over the training queries"},
-			&ucli.IntFlag{Name: "batch", Category: "distillation", Value: 256, Usage: "queries per step"},
-			&ucli.FloatFlag{Name: "lr-ivf", Category: "distillation", HideDefault: true, Usage: "Adam learning rate of the centroids, in units of the documents' coordinate RMS (default 0.01 for ip, 0.003 for l2)"},
-			&ucli.FloatFlag{Name: "lr-pq", Category: "distillation", HideDefault: true, Usage: "Adam learning rate of the codebooks, in the same units (default 0.01 for ip, 0.003 for l2)"},
-			&ucli.StringFlag{Name: "encode", Category: "distillation", Value: "weighted", Usage: "PQ encoding for inner product: weighted (minimise the expected query-score error) or l2 (FAISS's)"},
-			&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "train", Usage: "train (keep training-time lists) or nearest (re-assign to learned centroids)"},
+		Flags: append(append(trainFlags("the .faiss file to write (atomically)"),
 			&ucli.StringFlag{Name: "log-json", Category: "distillation", Usage: "write the training curve (loss, validation recall per epoch) as JSON"},
 			&ucli.BoolFlag{Name: "compare", Category: "compare", Usage: "also build FAISS's own training of the same index (OUT-faiss.faiss) and compare the two on --eval-queries"},
 			&ucli.StringFlag{Name: "eval-queries", Category: "compare", Usage: "held-out queries for --compare (not used in training)"},
-		}, evalFlags("eval-")...),
+		), evalFlags("eval-")...),
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			o, err := buildOptionsFrom(c)
 			if err != nil {
@@ -130,6 +91,51 @@ func buildCommand(e *env) *ucli.Command {
 			}
 			return fail(cmp.run(ctx, e, p, src, o, rep))
 		},
+	}
+}
+
+// trainFlags are the flags that say what to train, shared by build and
+// train; output says what -o names. Flags whose default depends on the
+// data say so in their usage and hide urfave's "(default: 0)".
+func trainFlags(output string) []ucli.Flag {
+	return []ucli.Flag{
+		progressFlag(),
+		&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16/float64), a folder or glob of .npy shards, or .fvecs", Required: true},
+		&ucli.StringFlag{Name: "ids", Usage: "optional .npy of int64 ids, one per document (default 0..n-1)"},
+		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: output, Required: true},
+		&ucli.StringFlag{Name: "index", Value: "ivfpq", Usage: "index type: ivfpq or ivfflat"},
+		&ucli.StringFlag{Name: "metric", Value: "ip", Usage: "ip (inner product) or l2"},
+		&ucli.IntFlag{Name: "nlist", HideDefault: true, Usage: "number of inverted lists (default 4*sqrt(n), at most n/39)"},
+		&ucli.IntFlag{Name: "m", HideDefault: true, Usage: "PQ sub-quantizers; must divide d (default: the largest divisor of d that is at most min(64, d/4))"},
+		&ucli.IntFlag{Name: "nbits", Value: build.DefaultNbits, Usage: "bits per PQ code, 1..8"},
+		&ucli.StringFlag{Name: "train", Value: "distill", Usage: "trainer: distill (Distill-VQ from the dense teacher), kmeans (ours, FAISS-style) or faiss (FAISS's own, for comparison)"},
+		&ucli.IntFlag{Name: "train-size", HideDefault: true, Usage: "documents sampled for training (default: 256 per centroid and per PQ codeword, as FAISS)"},
+		&ucli.IntFlag{Name: "niter", Value: build.DefaultNiter, Usage: "k-means iterations"},
+		&ucli.Uint64Flag{Name: "seed", Value: build.DefaultSeed, Usage: "random seed; the same seed gives the same index"},
+		&ucli.BoolFlag{Name: "opq", Usage: "rotate with FAISS's OPQ first (IndexPreTransform in front of the IVFPQ index)"},
+		&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
+		&ucli.StringFlag{Name: "checkpoint", Usage: "save each finished training stage (k-means, every distillation epoch) in this folder"},
+		&ucli.BoolFlag{Name: "resume", Usage: "continue from the stages saved in --checkpoint; the index is the same as an uninterrupted build's"},
+		&ucli.StringFlag{Name: "max-memory", Usage: "memory the build may plan for, such as 3GiB or 500MB, or 'none' for no bound (default: what the machine has available)"},
+		&ucli.StringFlag{Name: "queries", Category: "distillation", Usage: "training queries (.npy); default: pseudo-queries drawn from the documents"},
+		&ucli.IntFlag{Name: "pseudo-queries", Category: "distillation", HideDefault: true, Usage: "documents drawn as extra training queries, -1 for none (default min(20000, n/5))"},
+		&ucli.StringFlag{Name: "qrels", Category: "distillation", Usage: "labelled positives: query_index<TAB>doc_id per line"},
+		&ucli.IntFlag{Name: "val", Category: "distillation", HideDefault: true, Usage: "training queries held out to report recall each epoch, -1 for none (default min(500, 10%))"},
+		&ucli.IntFlag{Name: "topk", Category: "distillation", Value: 200, Usage: "teacher's top documents per query"},
+		&ucli.IntFlag{Name: "topk-sample", Category: "distillation", HideDefault: true, Usage: "draw this many of the top-k per query and step instead of all (Top-K^n sampling; default all)"},
+		&ucli.IntFlag{Name: "refresh-every", Category: "distillation", HideDefault: true, Usage: "steps between re-encodings of all documents (default: once per epoch)"},
+		&ucli.StringFlag{Name: "negatives", Category: "distillation", Value: "inbatch", Usage: "other candidates: inbatch, random or none"},
+		&ucli.IntFlag{Name: "in-batch", Category: "distillation", Value: 200, Usage: "negatives per query"},
+		&ucli.StringFlag{Name: "loss", Category: "distillation", Value: "listnet", Usage: "listnet, kl, mse, margin-mse or ranknet"},
+		&ucli.StringFlag{Name: "ivf-loss", Category: "distillation", Value: "list", Usage: "list (softmax over all lists) or doc (the paper's doc-level loss)"},
+		&ucli.FloatFlag{Name: "temperature", Category: "distillation", Value: 0.2, Usage: "softmax temperature, in units of the median spread of the teacher's top-k scores"},
+		&ucli.FloatFlag{Name: "ivf-weight", Category: "distillation", HideDefault: true, Usage: "weight of the IVF loss (default: scaled to the PQ loss on the first batch)"},
+		&ucli.IntFlag{Name: "epochs", Category: "distillation", Value: distill.DefaultEpochs, Usage: "passes over the training queries"},
+		&ucli.IntFlag{Name: "batch", Category: "distillation", Value: 256, Usage: "queries per step"},
+		&ucli.FloatFlag{Name: "lr-ivf", Category: "distillation", HideDefault: true, Usage: "Adam learning rate of the centroids, in units of the documents' coordinate RMS (default 0.01 for ip, 0.003 for l2)"},
+		&ucli.FloatFlag{Name: "lr-pq", Category: "distillation", HideDefault: true, Usage: "Adam learning rate of the codebooks, in the same units (default 0.01 for ip, 0.003 for l2)"},
+		&ucli.StringFlag{Name: "encode", Category: "distillation", Value: "weighted", Usage: "PQ encoding for inner product: weighted (minimise the expected query-score error) or l2 (FAISS's)"},
+		&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "train", Usage: "train (keep training-time lists) or nearest (re-assign to learned centroids)"},
 	}
 }
 

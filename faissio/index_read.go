@@ -102,6 +102,12 @@ type decoder struct {
 	off     int64
 	depth   int
 	scratch [8]byte
+
+	// headOnly makes the decoder stop at the contents of the inverted
+	// lists, recording in head where they start and their sizes
+	// (OpenIVFFile), instead of reading them.
+	headOnly bool
+	head     *listsHead
 }
 
 func (d *decoder) errorf(off int64, format string, args ...any) error {
@@ -541,102 +547,21 @@ func (d *decoder) directMap(dm *DirectMap, ntotal int64) error {
 }
 
 // lists reads the inverted lists of v, whose codes are codeSize bytes,
-// then checks v's direct map, read at dmOff, against them.
+// then checks v's direct map, read at dmOff, against them. A head-only
+// decoder (see listsHead) stops after the list sizes instead.
 func (d *decoder) lists(v *IVF, codeSize int, dmOff int64) error {
-	start := d.off
-	fc, err := d.fourcc("inverted lists fourcc")
+	sizes, err := d.listSizes(v, codeSize)
 	if err != nil {
 		return err
-	}
-	switch fc {
-	case "ilar":
-	case "il00":
-		return d.errorf(start, "inverted lists not stored (il00) are not supported")
-	default:
-		return d.errorf(start, "unknown inverted lists fourcc %q (supported: ilar)", fc)
-	}
-	off := d.off
-	n, err := d.u64("inverted lists nlist")
-	if err != nil {
-		return err
-	}
-	if n != uint64(v.Nlist) {
-		return d.errorf(off, "inverted lists have nlist %d, the index %d", n, v.Nlist)
-	}
-	off = d.off
-	if n, err = d.u64("inverted lists code_size"); err != nil {
-		return err
-	}
-	if n != uint64(codeSize) {
-		return d.errorf(off, "inverted lists have code size %d, want %d", n, codeSize)
-	}
-	typeOff := d.off
-	lt, err := d.fourcc("inverted lists type")
-	if err != nil {
-		return err
-	}
-	sizes := make([]uint64, v.Nlist)
-	nonEmpty := 0
-	switch lt {
-	case "full":
-		if err := d.count("list sizes", uint64(v.Nlist)); err != nil {
-			return err
-		}
-		s, err := d.int64s("list sizes", uint64(v.Nlist))
-		if err != nil {
-			return err
-		}
-		for i, x := range s {
-			sizes[i] = uint64(x)
-			if x != 0 {
-				nonEmpty++
-			}
-		}
-	case "sprs":
-		off := d.off
-		m, err := d.u64("sparse list sizes size")
-		if err != nil {
-			return err
-		}
-		if m%2 != 0 || m/2 > uint64(v.Nlist) {
-			return d.errorf(off, "sparse list sizes have %d elements, want an even number up to 2*nlist", m)
-		}
-		off = d.off
-		s, err := d.int64s("sparse list sizes", m)
-		if err != nil {
-			return err
-		}
-		prev := int64(-1)
-		for j := 0; j < len(s); j += 2 {
-			l, size := s[j], s[j+1]
-			if l <= prev || l >= int64(v.Nlist) {
-				return d.errorf(off+int64(j)*8, "sparse list number %d out of order or range [0, %d)", l, v.Nlist)
-			}
-			if size == 0 {
-				return d.errorf(off+int64(j+1)*8, "sparse list %d stored with size 0", l)
-			}
-			prev = l
-			sizes[l] = uint64(size)
-		}
-		nonEmpty = len(s) / 2
-	default:
-		return d.errorf(typeOff, "unknown inverted lists type %q (want \"full\" or \"sprs\")", lt)
-	}
-	if want := listEncoding(nonEmpty, v.Nlist); lt != want {
-		return d.errorf(typeOff, "inverted lists stored %q with %d of %d lists non-empty: FAISS writes %q", lt, nonEmpty, v.Nlist, want)
-	}
-	var sum uint64
-	for _, s := range sizes {
-		var carry uint64
-		sum, carry = bits.Add64(sum, s, 0)
-		if carry != 0 || sum > math.MaxInt64 {
-			return d.errorf(typeOff, "list sizes overflow")
-		}
-	}
-	if sum != uint64(v.Ntotal) {
-		return d.errorf(typeOff, "list sizes sum to %d, want ntotal %d", sum, v.Ntotal)
 	}
 	v.Lists = make([]InvertedList, v.Nlist)
+	if d.headOnly {
+		if d.head != nil {
+			return d.errorf(d.off, "a second set of inverted lists (an IVF index inside an IVF index)")
+		}
+		d.head = &listsHead{ivf: v, codeSize: codeSize, sizes: sizes, dataOff: d.off, dmOff: dmOff}
+		return nil
+	}
 	for l, s := range sizes {
 		if s == 0 {
 			continue
@@ -658,6 +583,117 @@ func (d *decoder) lists(v *IVF, codeSize int, dmOff int64) error {
 		return d.errorf(dmOff, "%v", err)
 	}
 	return nil
+}
+
+// listsHead is where a head-only decoder stopped: at the contents of the
+// inverted lists of ivf, whose sizes it has read and checked, so that
+// OpenIVFFile shares every check of the full reader up to there.
+type listsHead struct {
+	ivf      *IVF
+	codeSize int
+	sizes    []uint64 // the vectors in each list; they sum to ivf.Ntotal
+	dataOff  int64    // where the first non-empty list's codes start
+	dmOff    int64    // where the direct map starts
+}
+
+// listSizes reads an "ilar" record up to the lists' contents and checks
+// it against v: its nlist, its code size, the list sizes summing to
+// ntotal, and the full or sparse encoding FAISS's writer would pick.
+func (d *decoder) listSizes(v *IVF, codeSize int) ([]uint64, error) {
+	start := d.off
+	fc, err := d.fourcc("inverted lists fourcc")
+	if err != nil {
+		return nil, err
+	}
+	switch fc {
+	case "ilar":
+	case "il00":
+		return nil, d.errorf(start, "inverted lists not stored (il00) are not supported")
+	default:
+		return nil, d.errorf(start, "unknown inverted lists fourcc %q (supported: ilar)", fc)
+	}
+	off := d.off
+	n, err := d.u64("inverted lists nlist")
+	if err != nil {
+		return nil, err
+	}
+	if n != uint64(v.Nlist) {
+		return nil, d.errorf(off, "inverted lists have nlist %d, the index %d", n, v.Nlist)
+	}
+	off = d.off
+	if n, err = d.u64("inverted lists code_size"); err != nil {
+		return nil, err
+	}
+	if n != uint64(codeSize) {
+		return nil, d.errorf(off, "inverted lists have code size %d, want %d", n, codeSize)
+	}
+	typeOff := d.off
+	lt, err := d.fourcc("inverted lists type")
+	if err != nil {
+		return nil, err
+	}
+	sizes := make([]uint64, v.Nlist)
+	nonEmpty := 0
+	switch lt {
+	case "full":
+		if err := d.count("list sizes", uint64(v.Nlist)); err != nil {
+			return nil, err
+		}
+		s, err := d.int64s("list sizes", uint64(v.Nlist))
+		if err != nil {
+			return nil, err
+		}
+		for i, x := range s {
+			sizes[i] = uint64(x)
+			if x != 0 {
+				nonEmpty++
+			}
+		}
+	case "sprs":
+		off := d.off
+		m, err := d.u64("sparse list sizes size")
+		if err != nil {
+			return nil, err
+		}
+		if m%2 != 0 || m/2 > uint64(v.Nlist) {
+			return nil, d.errorf(off, "sparse list sizes have %d elements, want an even number up to 2*nlist", m)
+		}
+		off = d.off
+		s, err := d.int64s("sparse list sizes", m)
+		if err != nil {
+			return nil, err
+		}
+		prev := int64(-1)
+		for j := 0; j < len(s); j += 2 {
+			l, size := s[j], s[j+1]
+			if l <= prev || l >= int64(v.Nlist) {
+				return nil, d.errorf(off+int64(j)*8, "sparse list number %d out of order or range [0, %d)", l, v.Nlist)
+			}
+			if size == 0 {
+				return nil, d.errorf(off+int64(j+1)*8, "sparse list %d stored with size 0", l)
+			}
+			prev = l
+			sizes[l] = uint64(size)
+		}
+		nonEmpty = len(s) / 2
+	default:
+		return nil, d.errorf(typeOff, "unknown inverted lists type %q (want \"full\" or \"sprs\")", lt)
+	}
+	if want := listEncoding(nonEmpty, v.Nlist); lt != want {
+		return nil, d.errorf(typeOff, "inverted lists stored %q with %d of %d lists non-empty: FAISS writes %q", lt, nonEmpty, v.Nlist, want)
+	}
+	var sum uint64
+	for _, s := range sizes {
+		var carry uint64
+		sum, carry = bits.Add64(sum, s, 0)
+		if carry != 0 || sum > math.MaxInt64 {
+			return nil, d.errorf(typeOff, "list sizes overflow")
+		}
+	}
+	if sum != uint64(v.Ntotal) {
+		return nil, d.errorf(typeOff, "list sizes sum to %d, want ntotal %d", sum, v.Ntotal)
+	}
+	return sizes, nil
 }
 
 // listEncoding is the list type FAISS's writer picks: "full" when more

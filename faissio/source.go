@@ -64,6 +64,33 @@ func RowsSource(rows [][]float32) *Source {
 // nil.
 func (s *Source) Err() error { return s.err }
 
+// Slice is the Source of rows [i, j) of s, sharing its files (or matrix):
+// one shard of a collection, read by a worker as it would read the whole.
+// Errors still name each file's own row numbers.
+func (s *Source) Slice(i, j int) (*Source, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if i < 0 || j > s.Rows || i > j {
+		return nil, fmt.Errorf("rows [%d, %d) of a source of %d", i, j, s.Rows)
+	}
+	if s.mem != nil {
+		return MatrixSource(s.mem.Slice(i, j)), nil
+	}
+	out := &Source{Rows: j - i, Cols: s.Cols}
+	for _, p := range s.parts {
+		lo, hi := max(i, p.first), min(j, p.first+p.rows)
+		if lo >= hi {
+			continue
+		}
+		q := p
+		q.skip += lo - p.first
+		q.first, q.rows = lo-i, hi-lo
+		out.parts = append(out.parts, q)
+	}
+	return out, nil
+}
+
 // Matrix returns the matrix a MatrixSource holds, without copying it, so
 // that a caller with a fast path for memory (one product over all rows)
 // can skip the copies Read makes; ok is false for a Source of files.
@@ -78,6 +105,7 @@ func (s *Source) Matrix() (m Matrix, ok bool) {
 type sourcePart struct {
 	path        string
 	first, rows int   // the part's rows are [first, first+rows) of the Source
+	skip        int   // and the file's rows [skip, skip+rows) (Slice)
 	offset      int64 // of row 0's data
 	rowBytes    int64 // distance between rows in the file
 	elem        int   // bytes per value: 2, 4 or 8
@@ -193,7 +221,7 @@ func (s *Source) Read(i, j int, dst []float32) error {
 		if err != nil {
 			return pathError(p.path, err)
 		}
-		buf, err = p.read(f, lo-p.first, hi-p.first, dst[(lo-i)*s.Cols:(hi-i)*s.Cols], s.Cols, buf)
+		buf, err = p.read(f, lo-p.first+p.skip, hi-p.first+p.skip, dst[(lo-i)*s.Cols:(hi-i)*s.Cols], s.Cols, buf)
 		f.Close()
 		if err != nil {
 			return err

@@ -173,3 +173,19 @@ func TestOutsideModuleProgram(t *testing.T) {
 	}
 	checkPythonSearch(t, out, "IndexIVFPQ", 5000)
 }
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

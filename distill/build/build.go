@@ -56,20 +56,71 @@ type Report struct {
 // document's list, id and code, in the documents' order), which
 // faissio.WriteIVFFile writes as the file FAISS's write_index would, list by
 // list and without a second copy, and faiss.NewIVF loads into FAISS to
-// search. docs may be files (faissio.OpenSource) or a matrix in memory
-// (faissio.MatrixSource).
+// search. docs may be files (faissio.OpenSource) or vectors in memory
+// (faissio.RowsSource, faissio.MatrixSource).
 //
 // Every option is checked first (Validate, then against the documents'
 // shape, then against MaxMemory) so a build that cannot succeed fails
 // before any work. Run stops with ctx's error within a block of work once
 // ctx is cancelled (FAISS's own training, FAISS trainer and OPQ, cannot be
 // stopped part-way).
+//
+// Run is Train followed by Trained.Add of the same documents, but for the
+// FAISS trainer, whose documents FAISS adds itself.
 func Run(ctx context.Context, docs *faissio.Source, o Options) (*faissio.IVFParams, *Report, error) {
-	if err := o.Validate(); err != nil {
+	j, err := newJob(ctx, docs, o)
+	if err != nil {
 		return nil, nil, err
 	}
-	if err := docs.Err(); err != nil {
+	defer j.release()
+	if j.o.Train == FAISS {
+		p, err := j.buildFAISS(j.docs)
+		return p, j.rep, err
+	}
+	tr, err := j.fit(ctx)
+	if err != nil {
 		return nil, nil, err
+	}
+	t0 := time.Now()
+	p, err := j.encode(ctx, tr)
+	if err != nil {
+		return nil, nil, err
+	}
+	j.rep.Add = time.Since(t0)
+	return p, j.rep, nil
+}
+
+// Train trains an index on the documents, as Run does, without filling it:
+// the result adds documents (Trained.Add), shard by shard on as many
+// machines as wanted, with exactly the lists and codes Run gives them, and
+// writes itself as the trained, empty FAISS index (Trained.WriteFile).
+func Train(ctx context.Context, docs *faissio.Source, o Options) (*Trained, *Report, error) {
+	j, err := newJob(ctx, docs, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer j.release()
+	if j.o.Train == FAISS {
+		// FAISS trains and adds in one call; with no documents to add it
+		// only trains.
+		p, err := j.buildFAISS(faissio.Matrix{Cols: docs.Cols})
+		if err != nil {
+			return nil, nil, err
+		}
+		return trainedFrom(p), j.rep, nil
+	}
+	tr, err := j.fit(ctx)
+	return tr, j.rep, err
+}
+
+// newJob checks the options against the documents, plans the memory,
+// opens the checkpoint and reads what the trainer needs.
+func newJob(ctx context.Context, docs *faissio.Source, o Options) (*job, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if err := docs.Err(); err != nil {
+		return nil, err
 	}
 	o = o.withDefaults()
 	if o.Progress == nil {
@@ -78,32 +129,24 @@ func Run(ctx context.Context, docs *faissio.Source, o Options) (*faissio.IVFPara
 	t0 := time.Now()
 	n, d := docs.Rows, docs.Cols
 	if n < 1 {
-		return nil, nil, fmt.Errorf("no documents")
+		return nil, fmt.Errorf("no documents")
 	}
-	ids := o.IDs
-	if ids != nil {
-		if err := faissio.CheckIDs(ids, n); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		ids = make([]int64, n)
-		for i := range ids {
-			ids[i] = int64(i)
-		}
+	ids, err := idsFor(o.IDs, n)
+	if err != nil {
+		return nil, err
 	}
 	if q := o.Queries; q.Rows > 0 {
 		if q.Cols != d {
-			return nil, nil, fmt.Errorf("training queries have d=%d but the documents have d=%d", q.Cols, d)
+			return nil, fmt.Errorf("training queries have d=%d but the documents have d=%d", q.Cols, d)
 		}
 		if err := faissio.CheckFinite(q, "training queries"); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	var qrels [][]int32
 	if o.Qrels != nil {
-		var err error
 		if qrels, err = qrelRows(o.Qrels, ids); err != nil {
-			return nil, nil, fmt.Errorf("qrels: %w", err)
+			return nil, fmt.Errorf("qrels: %w", err)
 		}
 	}
 	rep := &Report{N: n, D: d, Index: o.Index, Metric: o.Metric, Train: o.Train, OPQ: o.OPQ, Nlist: o.Nlist}
@@ -121,60 +164,65 @@ func Run(ctx context.Context, docs *faissio.Source, o Options) (*faissio.IVFPara
 		TrainSize: o.TrainSize, Niter: o.Niter, Seed: o.Seed, Progress: o.Progress,
 	}
 	if err := cfg.Check(n, d); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	plan, err := planMemory(o, cfg, n, d)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	rep.TrainRows, rep.MemoryPlan = plan.trainRows, plan.bytes
+	j := &job{o: o, src: docs, ids: ids, qrels: qrels, cfg: cfg, rep: rep, progress: o.Progress, release: func() {}}
 	if goLimit := goMemoryLimit(plan.limit); goLimit > 0 {
 		// The plan counts live data; the Go collector, left to itself, lets
 		// the heap grow to twice the live data before it runs. Its soft
 		// limit makes it collect the k-means sample and other dropped
 		// buffers before the process outgrows the bound.
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(goLimit))
+		old := debug.SetMemoryLimit(goLimit)
+		j.release = func() { debug.SetMemoryLimit(old) }
 	}
 	if plan.distillSample {
 		rep.DistillDocs = plan.trainRows
 	}
-
-	j := &job{o: o, src: docs, ids: ids, qrels: qrels, cfg: cfg, rep: rep, progress: o.Progress}
 	if o.Checkpoint != "" {
 		key, err := checkpointKey(docs, o, cfg, qrels, plan.trainRows)
 		if err != nil {
-			return nil, nil, err
+			j.release()
+			return nil, err
 		}
 		if j.ck, err = openCheckpoint(o.Checkpoint, key, o.Resume); err != nil {
-			return nil, nil, err
+			j.release()
+			return nil, err
 		}
 		rep.Resumed = j.ck.stage()
 	}
 	if err := j.read(ctx, plan); err != nil {
-		return nil, nil, err
+		j.release()
+		return nil, err
 	}
 	rep.Read = time.Since(t0)
 	if o.OPQ && o.Train != FAISS {
 		if err := j.trainRotation(); err != nil {
-			return nil, nil, err
+			j.release()
+			return nil, err
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		j.release()
+		return nil, err
 	}
-	var p *faissio.IVFParams
-	switch o.Train {
-	case FAISS:
-		p, err = j.buildFAISS()
-	case Distill:
-		p, err = j.buildDistill(ctx)
-	default:
-		p, err = j.buildKMeans(ctx)
+	return j, nil
+}
+
+// idsFor checks a build's ids, or numbers n documents 0..n-1.
+func idsFor(ids []int64, n int) ([]int64, error) {
+	if ids != nil {
+		return ids, faissio.CheckIDs(ids, n)
 	}
-	if err != nil {
-		return nil, nil, err
+	ids = make([]int64, n)
+	for i := range ids {
+		ids[i] = int64(i)
 	}
-	return p, rep, nil
+	return ids, nil
 }
 
 // job is one build in progress.
@@ -195,6 +243,10 @@ type job struct {
 	rotation []float32 // D×D OPQ rotation, or nil
 	progress func(string, int, int)
 	ck       *checkpoint // nil without a checkpoint folder
+	// lists are the training-time lists of docs, kept for their export
+	// when the distillation learned from all of them.
+	lists   []int64
+	release func() // restores the Go collector's memory limit
 }
 
 // read takes into memory what the trainer needs: a training sample for the
@@ -298,23 +350,6 @@ func (j *job) trainRotation() error {
 	return nil
 }
 
-// buildKMeans trains with our k-means and encodes every document, streamed.
-func (j *job) buildKMeans(ctx context.Context) (*faissio.IVFParams, error) {
-	t0 := time.Now()
-	model, err := j.trainKMeans(ctx, j.train)
-	if err != nil {
-		return nil, err
-	}
-	j.train = faissio.Matrix{} // the sample is no longer needed
-	j.rep.Fit += time.Since(t0)
-	t0 = time.Now()
-	lists, codes, err := encodeSource(ctx, model, j.src, j.rotation, j.progress)
-	if err != nil {
-		return nil, err
-	}
-	return j.fill(model, lists, codes, t0), nil
-}
-
 // trainKMeans runs our FAISS-style training on x and records its phase
 // times, or takes the model from the checkpoint being resumed.
 func (j *job) trainKMeans(ctx context.Context, x faissio.Matrix) (*distill.Model, error) {
@@ -341,26 +376,25 @@ func (j *job) trainKMeans(ctx context.Context, x faissio.Matrix) (*distill.Model
 	return model, nil
 }
 
-// fill puts a trained model and the encoded documents together as the
-// index's contents.
-func (j *job) fill(model *distill.Model, lists []int64, codes []byte, t0 time.Time) *faissio.IVFParams {
-	p := model.IVFParams()
-	p.Rotation, p.Lists, p.IDs, p.Codes = j.rotation, lists, j.ids, codes
-	j.rep.Add = time.Since(t0)
-	j.rep.CodeBytesPerVec = model.CodeSize()
-	return &p
-}
-
-// buildDistill starts from our k-means model and distils it from the dense
-// teacher, then encodes every document with the learned parameters.
-func (j *job) buildDistill(ctx context.Context) (*faissio.IVFParams, error) {
+// fit trains the model: our k-means, then for Distill the distillation
+// from the dense teacher.
+func (j *job) fit(ctx context.Context) (*Trained, error) {
+	t0 := time.Now()
+	if j.o.Train == KMeans {
+		model, err := j.trainKMeans(ctx, j.train)
+		if err != nil {
+			return nil, err
+		}
+		j.train = faissio.Matrix{} // the sample is no longer needed
+		j.rep.Fit += time.Since(t0)
+		return j.trained(model), nil
+	}
 	o, docs := j.o, j.docs
 	dc := o.Distill
 	dc.Queries, dc.Qrels = o.Queries, j.qrels
 	if j.rotation != nil && dc.Queries.Rows > 0 {
 		dc.Queries = faiss.ApplyRotation(j.rotation, dc.Queries)
 	}
-	t0 := time.Now()
 	init, err := j.trainKMeans(ctx, docs)
 	if err != nil {
 		return nil, err
@@ -389,33 +423,62 @@ func (j *job) buildDistill(ctx context.Context) (*faissio.IVFParams, error) {
 	j.rep.Distill = time.Since(t1)
 	j.rep.Fit += time.Since(t0)
 	j.rep.Epochs = curve
-	t0 = time.Now()
+	tr := j.trained(model)
+	if !j.sampled && o.ExportLists == TrainLists {
+		// Every document keeps the list it was distilled in: the trained
+		// index carries them, by id, for whoever adds the documents.
+		j.lists = lists
+		tr.held = make(map[int64]int32, len(lists))
+		for i, l := range lists {
+			tr.held[j.ids[i]] = int32(l)
+		}
+	}
+	return tr, nil
+}
+
+// trained is the trained index of a model of this job.
+func (j *job) trained(model *distill.Model) *Trained {
+	j.rep.CodeBytesPerVec = model.CodeSize()
+	return &Trained{Model: model, Rotation: j.rotation}
+}
+
+// encode fills the trained index with every document, as the trainer's
+// export rule says: a distillation that held every document keeps their
+// training-time lists (or, NearestLists, re-assigns them) from the
+// documents in memory; otherwise every document is read again, a block at
+// a time, and goes to its nearest list.
+func (j *job) encode(ctx context.Context, tr *Trained) (*faissio.IVFParams, error) {
+	model, docs := tr.Model, j.docs
+	var lists []int64
 	var codes []byte
+	var err error
 	switch {
-	case j.sampled:
-		// Only a sample was in memory: every document, streamed, goes to
-		// its nearest learned list.
-		j.docs, j.train = faissio.Matrix{}, faissio.Matrix{}
-		if lists, codes, err = encodeSource(ctx, model, j.src, j.rotation, j.progress); err != nil {
-			return nil, err
-		}
-	case o.ExportLists == NearestLists:
-		if lists, codes, err = encodeAll(ctx, model, docs, j.progress); err != nil {
-			return nil, err
-		}
-	default:
+	case j.lists != nil:
 		j.progress("encode", 0, docs.Rows)
+		lists = j.lists
 		if codes, err = model.Encode(ctx, docs, lists); err != nil {
 			return nil, err
 		}
 		j.progress("encode", docs.Rows, docs.Rows)
+	case j.o.Train == Distill && !j.sampled:
+		if lists, codes, err = encodeAll(ctx, model, docs, j.progress); err != nil {
+			return nil, err
+		}
+	default:
+		// Only a sample was in memory, or none: every document, streamed.
+		j.docs, j.train = faissio.Matrix{}, faissio.Matrix{}
+		if lists, codes, err = tr.encodeSource(ctx, j.src, nil, j.progress); err != nil {
+			return nil, err
+		}
 	}
-	return j.fill(model, lists, codes, t0), nil
+	p := tr.Params()
+	p.Lists, p.IDs, p.Codes = lists, j.ids, codes
+	return &p, nil
 }
 
-// buildFAISS lets FAISS train and add, for a like-for-like comparison, and
-// takes the index's contents back from FAISS.
-func (j *job) buildFAISS() (*faissio.IVFParams, error) {
+// buildFAISS lets FAISS train and add (docs, which may have no rows), for a
+// like-for-like comparison, and takes the index's contents back from FAISS.
+func (j *job) buildFAISS(docs faissio.Matrix) (*faissio.IVFParams, error) {
 	t0 := time.Now()
 	train := j.docs
 	if j.cfg.TrainSize > 0 && j.cfg.TrainSize < train.Rows {
@@ -425,7 +488,7 @@ func (j *job) buildFAISS() (*faissio.IVFParams, error) {
 	index, err := faiss.TrainFAISS(faiss.FAISSParams{
 		D: j.docs.Cols, Metric: j.cfg.Metric, Nlist: j.cfg.Nlist, M: j.cfg.M, Nbits: j.cfg.Nbits,
 		Seed: int(j.cfg.Seed % (1 << 31)), Niter: j.cfg.Niter, OPQ: j.o.OPQ,
-	}, train, j.docs, j.ids)
+	}, train, docs, j.ids[:docs.Rows])
 	j.rep.Fit = time.Since(t0)
 	if err != nil {
 		return nil, err
@@ -482,33 +545,6 @@ func sampleIndices(n, k int, seed uint64) []int {
 		}
 	}
 	return out
-}
-
-// encodeSource reads, rotates (if rotation is not nil), assigns and encodes
-// every document, a block at a time, so that only a block of the documents
-// is ever in memory.
-func encodeSource(ctx context.Context, model *distill.Model, src *faissio.Source, rotation []float32, progress func(string, int, int)) ([]int64, []byte, error) {
-	block := encodeBlock(model.Nlist, src.Cols)
-	lists := make([]int64, 0, src.Rows)
-	codes := make([]byte, 0, src.Rows*model.CodeSize())
-	buf := make([]float32, min(block, src.Rows)*src.Cols)
-	for i := 0; i < src.Rows; i += block {
-		x := faissio.Matrix{Rows: min(block, src.Rows-i), Cols: src.Cols}
-		x.Data = buf[:x.Rows*x.Cols]
-		if err := src.Read(i, i+x.Rows, x.Data); err != nil {
-			return nil, nil, err
-		}
-		if rotation != nil {
-			x = faiss.ApplyRotation(rotation, x)
-		}
-		l, c, err := assignEncode(ctx, model, x)
-		if err != nil {
-			return nil, nil, err
-		}
-		lists, codes = append(lists, l...), append(codes, c...)
-		progress("encode", i+x.Rows, src.Rows)
-	}
-	return lists, codes, nil
 }
 
 // encodeAll assigns every document to its nearest list and encodes it, a

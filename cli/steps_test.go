@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/distillvq/distillvq/faissio"
+	"github.com/distillvq/distillvq/internal/testutil"
+)
+
+// writeShards cuts the documents at docs into four .npy shards of unequal
+// sizes in dir and returns their paths and first rows.
+func writeShards(t *testing.T, docs, dir string) ([]string, []int) {
+	t.Helper()
+	m, err := faissio.ReadVectors(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cuts := []int{0, m.Rows / 10, m.Rows/10 + m.Rows/3, m.Rows - m.Rows/7, m.Rows}
+	var paths []string
+	for s := range 4 {
+		p := filepath.Join(dir, fmt.Sprintf("shard-%d.npy", s))
+		if err := faissio.WriteNpy(p, m.Slice(cuts[s], cuts[s+1])); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, cuts
+}
+
+// TestTrainAddMergeEqualsBuild runs the distributed build's steps by hand on
+// the embedded set and on siftsmall, cut into four shards of unequal sizes:
+// train once, add each shard, merge the parts. The merged file must be
+// byte-identical to build's of the whole set and to Python FAISS's
+// merge_into of the same parts, and Python FAISS must search it memory-mapped
+// as in memory. Adding the last shards to the filled index of the first
+// ones gives build's file too.
+func TestTrainAddMergeEqualsBuild(t *testing.T) {
+	type set struct{ name, docs string }
+	sets := []set{{"glove20k", gloveDocs}}
+	if haveSift() {
+		sets = append(sets, set{"siftsmall", siftDir + "/siftsmall_base.fvecs"})
+	} else {
+		t.Log("siftsmall (outside the repository) not found: the embedded set only")
+	}
+	for _, ds := range sets {
+		dir := t.TempDir()
+		shards, cuts := writeShards(t, ds.docs, dir)
+		m := "20" // PQ sub-quantizers: 5 dimensions each
+		if ds.name == "siftsmall" {
+			m = "16"
+		}
+		for _, c := range []struct {
+			name string
+			args []string
+		}{
+			{"kmeans-ivfpq", []string{"--train", "kmeans", "--m", m}},
+			{"kmeans-ivfflat", []string{"--train", "kmeans", "--index", "ivfflat", "--metric", "l2"}},
+			{"distill-ivfpq", []string{"--m", m, "--pseudo-queries", "2000", "--epochs", "2"}},
+		} {
+			t.Run(ds.name+"/"+c.name, func(t *testing.T) {
+				args := c.args
+				common := append([]string{"--nlist", "64", "--seed", "3"}, args...)
+				whole := filepath.Join(dir, c.name+"-whole.faiss")
+				mustRun(t, append([]string{"build", "--docs", ds.docs, "-o", whole}, common...)...)
+				trained := filepath.Join(dir, c.name+"-trained.faiss")
+				mustRun(t, append([]string{"train", "--docs", ds.docs, "-o", trained}, common...)...)
+				var parts []string
+				for s, shard := range shards {
+					part := filepath.Join(dir, fmt.Sprintf("%s-part-%d.faiss", c.name, s))
+					mustRun(t, "add", "--index", trained, "--docs", shard, "--first-id", fmt.Sprint(cuts[s]), "-o", part)
+					parts = append(parts, part)
+				}
+				merged := filepath.Join(dir, c.name+"-merged.faiss")
+				mustRun(t, append([]string{"merge", "-o", merged}, parts...)...)
+				want, got := readBytes(t, whole), readBytes(t, merged)
+				if !bytes.Equal(got, want) {
+					t.Errorf("train + add + merge differs from build (%d and %d bytes)", len(got), len(want))
+				}
+				// Python FAISS's merge_into of the same parts, and a
+				// memory-mapped search of ours.
+				py := filepath.Join(dir, c.name+"-python.faiss")
+				out := testutil.RunPython(t, pyMergeAndMmap, py, merged, gloveQueriesFor(ds.name), strings.Join(parts, ","))
+				if !bytes.Equal(readBytes(t, py), want) {
+					t.Errorf("Python FAISS's merge_into of the parts differs from build's file")
+				}
+				if strings.TrimSpace(string(out)) != "mmap search equal" {
+					t.Errorf("memory-mapped search: %s", out)
+				}
+				// Add to a filled index: the first two shards, then the rest.
+				half := filepath.Join(dir, c.name+"-half.faiss")
+				mustRun(t, "merge", "-o", half, parts[0], parts[1])
+				full := filepath.Join(dir, c.name+"-full.faiss")
+				rest := filepath.Join(dir, c.name+"-rest.npy")
+				restRows, err := faissio.ReadVectors(shards[2])
+				if err != nil {
+					t.Fatal(err)
+				}
+				last, err := faissio.ReadVectors(shards[3])
+				if err != nil {
+					t.Fatal(err)
+				}
+				restRows.Data = append(restRows.Data, last.Data...)
+				restRows.Rows += last.Rows
+				if err := faissio.WriteNpy(rest, restRows); err != nil {
+					t.Fatal(err)
+				}
+				_, errs := runOK(t, "add", "--index", half, "--trained", trained, "--docs", rest, "-o", full)
+				if errs != "" {
+					t.Errorf("add to a filled index with --trained: %s", errs)
+				}
+				if !bytes.Equal(readBytes(t, full), want) {
+					t.Errorf("adding to the filled index differs from build")
+				}
+			})
+		}
+	}
+}
+
+// gloveQueriesFor names the queries of a data set.
+func gloveQueriesFor(name string) string {
+	if name == "siftsmall" {
+		return siftDir + "/siftsmall_query.fvecs"
+	}
+	return gloveQ
+}
+
+// pyMergeAndMmap merges the parts (argv[4], comma-separated) with
+// faiss.merge_into into argv[1], then searches argv[2] with the queries
+// argv[3] in memory and memory-mapped and says whether they agree.
+const pyMergeAndMmap = `
+import sys, faiss, numpy as np
+out, merged, qpath, parts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
+ix = faiss.read_index(parts[0])
+for p in parts[1:]:
+    faiss.merge_into(ix, faiss.read_index(p), False)
+faiss.write_index(ix, out)
+if qpath.endswith(".fvecs"):
+    a = np.fromfile(qpath, dtype="int32"); q = a.reshape(-1, a[0] + 1)[:, 1:].view("float32").copy()
+else:
+    q = np.load(qpath).astype(np.float32)
+mem = faiss.read_index(merged)
+mm = faiss.read_index(merged, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+for index in (mem, mm):
+    faiss.extract_index_ivf(index).nprobe = 8
+D1, I1 = mem.search(q, 10)
+D2, I2 = mm.search(q, 10)
+print("mmap search equal" if (I1 == I2).all() and (D1 == D2).all() else "mmap search differs")
+`
+
+func readBytes(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMergeAndAddRefuse checks the steps' refusals, each one line and no
+// output: a part of another training, a truncated part, ids in two parts,
+// an id already in the index, documents of another dimension, --first-id
+// with --ids.
+func TestMergeAndAddRefuse(t *testing.T) {
+	dir := t.TempDir()
+	shards, cuts := writeShards(t, gloveDocs, dir)
+	trainArgs := []string{"train", "--docs", gloveDocs, "--train", "kmeans", "--nlist", "16", "--m", "10"}
+	trained, other := filepath.Join(dir, "trained.faiss"), filepath.Join(dir, "other.faiss")
+	mustRun(t, append(trainArgs, "-o", trained)...)
+	mustRun(t, append(trainArgs, "--seed", "99", "-o", other)...)
+	part := func(name, index string, shard int, extra ...string) string {
+		out := filepath.Join(dir, name)
+		mustRun(t, append([]string{"add", "--index", index, "--docs", shards[shard], "--first-id", fmt.Sprint(cuts[shard]), "-o", out}, extra...)...)
+		return out
+	}
+	p0, p1 := part("p0.faiss", trained, 0), part("p1.faiss", trained, 1)
+	alien := part("alien.faiss", other, 2)
+	dup := filepath.Join(dir, "dup.faiss")
+	mustRun(t, "add", "--index", trained, "--docs", shards[2], "--first-id", "5", "-o", dup)
+	cut := filepath.Join(dir, "cut.faiss")
+	b := readBytes(t, p1)
+	if err := os.WriteFile(cut, b[:len(b)-100], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	q3 := filepath.Join(dir, "q3.npy")
+	if err := faissio.WriteNpy(q3, faissio.Matrix{Rows: 2, Cols: 3, Data: make([]float32, 6)}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.faiss")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"merge", "-o", out, p0, alien}, 1, "alien.faiss was trained differently from "},
+		{[]string{"merge", "-o", out, p0, cut}, 1, "cut.faiss"},
+		{[]string{"merge", "-o", out, p0, dup}, 1, "id 20 is in both"},
+		{[]string{"merge", "-o", out}, 2, "merge"},
+		{[]string{"add", "--index", p0, "--docs", shards[0], "--first-id", "0", "-o", out}, 1, "is already in the index"},
+		{[]string{"add", "--index", trained, "--docs", q3, "-o", out}, 1, "d=3"},
+		{[]string{"add", "--index", trained, "--docs", shards[0], "--first-id", "0", "--ids", q3, "-o", out}, 2, "give one"},
+		{[]string{"add", "--index", p0, "--trained", other, "--docs", shards[1], "-o", out}, 1, "trained differently"},
+	} {
+		code, _, errs := run(t, c.args...)
+		if code != c.code || !strings.Contains(errs, c.want) || strings.Count(errs, "\n") != 1 {
+			t.Errorf("%v: exit %d, %q; want exit %d and one line with %q", c.args[:1], code, errs, c.code, c.want)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a refused step wrote its output")
+	}
+}
