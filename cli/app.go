@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	ucli "github.com/urfave/cli/v3"
+
+	"github.com/distillvq/distillvq/distill/build"
 )
 
 // failure marks an error found while doing the work (bad input, FAISS
@@ -35,7 +37,8 @@ func failf(format string, args ...any) error { return failure{fmt.Errorf(format,
 // env is what a command run writes to and whether it may draw progress bars.
 type env struct {
 	stdout, stderr io.Writer
-	interactive    bool // stderr is a terminal
+	interactive    bool   // stderr is a terminal
+	engine         Engine // runs build --runner; nil in distillvq
 }
 
 // Main runs the distillvq command line args (args[0] is the program name)
@@ -43,9 +46,34 @@ type env struct {
 // 2 for a malformed command line, 130 when ctx was cancelled (an interrupt).
 // Errors are printed to stderr as one line.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr)}
+	return MainWith(ctx, args, stdout, stderr, nil)
+}
+
+// An Engine runs a build's encoding and merging elsewhere than in this
+// process: distillvq-beam's Apache Beam pipeline (package
+// distill/distributed). The plain distillvq has none, so that it does not
+// carry Beam's 300 modules.
+type Engine interface {
+	// Name is the command's name ("distillvq-beam").
+	Name() string
+	// Flags are the engine's own build flags; one of them is --runner.
+	Flags() []ucli.Flag
+	// Build runs the distributed build of the documents at docs into out,
+	// for the build command c whose --runner is set, and returns what to
+	// print of it and its report for --report-json.
+	Build(ctx context.Context, c *ucli.Command, docs, out string, o build.Options, progress func(string, int, int)) (string, any, error)
+}
+
+// MainWith is Main with a distributed engine for build --runner (nil:
+// none).
+func MainWith(ctx context.Context, args []string, stdout, stderr io.Writer, eng Engine) int {
+	e := &env{stdout: stdout, stderr: stderr, interactive: isTerminal(stderr), engine: eng}
+	name := "distillvq"
+	if eng != nil {
+		name = eng.Name()
+	}
 	cmd := &ucli.Command{
-		Name:           "distillvq",
+		Name:           name,
 		Usage:          "build FAISS IVF indexes whose centroids and codebooks are trained for retrieval",
 		Writer:         stdout,
 		ErrWriter:      stderr,

@@ -47,7 +47,7 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "log-json", Category: "distillation", Usage: "write the training curve (loss, validation recall per epoch) as JSON"},
 			&ucli.BoolFlag{Name: "compare", Category: "compare", Usage: "also build FAISS's own training of the same index (OUT-faiss.faiss) and compare the two on --eval-queries"},
 			&ucli.StringFlag{Name: "eval-queries", Category: "compare", Usage: "held-out queries for --compare (not used in training)"},
-		), evalFlags("eval-")...),
+		), append(engineFlags(e), evalFlags("eval-")...)...),
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			o, err := buildOptionsFrom(c)
 			if err != nil {
@@ -80,6 +80,9 @@ func buildCommand(e *env) *ucli.Command {
 			p, err := newProgress(e, c.String("progress"))
 			if err != nil {
 				return err
+			}
+			if c.String("runner") != "" {
+				return runDistributed(ctx, e, c, p, in, out, cmp, o)
 			}
 			src, err := in.read(&o)
 			if err != nil {
@@ -137,6 +140,52 @@ func trainFlags(output string) []ucli.Flag {
 		&ucli.StringFlag{Name: "encode", Category: "distillation", Value: "weighted", Usage: "PQ encoding for inner product: weighted (minimise the expected query-score error) or l2 (FAISS's)"},
 		&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "train", Usage: "train (keep training-time lists) or nearest (re-assign to learned centroids)"},
 	}
+}
+
+// engineFlags are build's flags for a distributed run: the engine's, or
+// in distillvq a --runner that says where the engine is.
+func engineFlags(e *env) []ucli.Flag {
+	if e.engine != nil {
+		return e.engine.Flags()
+	}
+	return []ucli.Flag{&ucli.StringFlag{Name: "runner", Category: "distributed",
+		Usage: "run the encoding and merge on Apache Beam (prism, dataflow, flink, spark, universal): distillvq-beam's build has it"}}
+}
+
+// runDistributed is build --runner: train here, encode and merge on the
+// engine.
+func runDistributed(ctx context.Context, e *env, c *ucli.Command, p *progress, in buildInputs, out buildOutputs, cmp *compareRun, o build.Options) error {
+	switch {
+	case e.engine == nil:
+		return fmt.Errorf("--runner %s: this distillvq has no distributed engine; distillvq-beam (make beam) is distillvq with build on Apache Beam", c.String("runner"))
+	case cmp != nil:
+		return fmt.Errorf("--compare builds in one process; run it without --runner")
+	case in.ids != "":
+		return fmt.Errorf("--ids: the distributed build numbers documents by their row; give ids to add, shard by shard")
+	case out.logJSON != "":
+		return fmt.Errorf("--log-json: the distributed build's curve is in --report-json")
+	}
+	if in.queries != "" {
+		var err error
+		if o.Queries, err = faissio.ReadVectors(in.queries); err != nil {
+			return fail(err)
+		}
+		if in.qrels != "" {
+			if o.Qrels, err = faissio.ReadQrels(in.qrels, o.Queries.Rows); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	summary, report, err := e.engine.Build(ctx, c, in.docs, out.index, o, p.update)
+	p.finish()
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Fprint(e.stdout, summary)
+	if out.reportJSON != "" {
+		return fail(writeJSON(out.reportJSON, report))
+	}
+	return nil
 }
 
 // buildOptionsFrom parses the build flags into the library's options; the

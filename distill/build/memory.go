@@ -140,6 +140,23 @@ func planMemory(o Options, cfg distill.Config, n, d int) (memoryPlan, error) {
 		ShowBytes(plan.bytes), rows, ShowBytes(limit), least, ShowBytes(peak(fixed+least*perRow+pqSample)))
 }
 
+// AddMemory is the planned peak memory of Trained.Add encoding rows
+// documents, then writing them as a part: the figure to size a worker of a
+// distributed build by. It counts the trained index (centroids, codebooks,
+// encoding weight, the held documents' lists), each document's id, list
+// and code and the writer's ordering of them, one encoding block with its
+// scores against the centroids, and the headroom the build's own plan
+// keeps (15%).
+func AddMemory(t *Trained, rows int) int64 {
+	m := t.Model
+	N, D, nlist := int64(rows), int64(m.D), int64(m.Nlist)
+	codeSize := int64(m.CodeSize())
+	live := int64(baseBytes) + nlist*D*4 + int64(len(m.Codebooks)+len(m.EncodeWeight)+len(t.Rotation))*4 +
+		int64(len(t.held))*48 + N*(8+8+4+codeSize) +
+		min(N, int64(encodeBlock(m.Nlist, m.D)))*(3*D+nlist)*4
+	return live * 20 / 17
+}
+
 // availableMemory is the kernel's MemAvailable, or 0 if unknown.
 func availableMemory() int64 {
 	f, err := os.Open("/proc/meminfo")

@@ -1,0 +1,124 @@
+package distributed_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
+
+	"github.com/distillvq/distillvq/distill"
+	"github.com/distillvq/distillvq/distill/build"
+	"github.com/distillvq/distillvq/distill/distributed"
+	"github.com/distillvq/distillvq/faissio"
+)
+
+const (
+	gloveDocs = "../../testdata/glove20k/docs.npy"
+	siftDir   = "../../../shared/data/siftsmall"
+)
+
+func TestMain(m *testing.M) {
+	beam.Init()
+	os.Exit(m.Run())
+}
+
+// runPrism executes a pipeline on Prism, in this process.
+func runPrism(ctx context.Context, p *beam.Pipeline) error {
+	_, err := prism.Execute(ctx, p)
+	return err
+}
+
+// writeShards cuts the documents into four .npy shards of unequal sizes
+// in a folder of their own.
+func writeShards(t *testing.T, docs string) string {
+	t.Helper()
+	m, err := faissio.ReadVectors(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "shards")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cuts := []int{0, m.Rows / 10, m.Rows/10 + m.Rows/3, m.Rows - m.Rows/7, m.Rows}
+	for s := range 4 {
+		if err := faissio.WriteNpy(filepath.Join(dir, fmt.Sprintf("shard-%d.npy", s)), m.Slice(cuts[s], cuts[s+1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestPrismEqualsBuild runs the distributed build on Prism with four
+// workers over four shards of unequal sizes: the file must be byte-identical
+// to build.Run's of the whole set, for k-means IVFPQ and IVFFlat and a
+// distilled IVFPQ, on the embedded set and siftsmall. A shard whose first
+// attempt fails is redone by a second run of the pipeline, which keeps the
+// other parts, and the file is the same.
+func TestPrismEqualsBuild(t *testing.T) {
+	type set struct {
+		name, docs string
+		m          int
+	}
+	sets := []set{{"glove20k", gloveDocs, 20}}
+	if _, err := os.Stat(siftDir + "/siftsmall_base.fvecs"); err == nil {
+		sets = append(sets, set{"siftsmall", siftDir + "/siftsmall_base.fvecs", 16})
+	} else {
+		t.Log("siftsmall (outside the repository) not found: the embedded set only")
+	}
+	for _, ds := range sets {
+		shards := writeShards(t, ds.docs)
+		for _, c := range []struct {
+			name string
+			o    build.Options
+		}{
+			{"kmeans-ivfpq", build.Options{Train: build.KMeans, Nlist: 64, M: ds.m}},
+			{"kmeans-ivfflat", build.Options{Train: build.KMeans, Index: build.IVFFlat, Metric: faissio.L2, Nlist: 64}},
+			{"distill-ivfpq", build.Options{Nlist: 64, M: ds.m, Distill: distill.DistillConfig{PseudoQueries: 2000, Epochs: 2}}},
+		} {
+			t.Run(ds.name+"/"+c.name, func(t *testing.T) {
+				ctx := context.Background()
+				src, err := faissio.OpenSource(shards)
+				if err != nil {
+					t.Fatal(err)
+				}
+				whole, _, err := build.Run(ctx, src, c.o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want bytes.Buffer
+				if err := faissio.WriteIVF(ctx, &want, whole, nil); err != nil {
+					t.Fatal(err)
+				}
+				out := filepath.Join(t.TempDir(), "index.faiss")
+				if c.name == "kmeans-ivfpq" {
+					t.Setenv("DISTILLVQ_TEST_FAIL_SHARD", "2")
+				}
+				rep, err := distributed.Build(ctx, shards, out, distributed.Options{Build: c.o, Workers: 4, Execute: runPrism})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := os.ReadFile(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want.Bytes()) {
+					t.Errorf("the Prism pipeline's file differs from build's (%d and %d bytes)", len(got), want.Len())
+				}
+				wantAttempts := 1
+				if c.name == "kmeans-ivfpq" {
+					wantAttempts = 2
+				}
+				if rep.Shards != 4 || rep.Attempts != wantAttempts {
+					t.Errorf("%d shards in %d attempts, want 4 in %d", rep.Shards, rep.Attempts, wantAttempts)
+				}
+				t.Logf("%d shards, %d attempt(s), worker memory %d MiB, pipeline %.1fs", rep.Shards, rep.Attempts, rep.ShardMemory>>20, rep.Pipeline.Seconds())
+			})
+		}
+	}
+}
