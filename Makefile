@@ -6,7 +6,7 @@ DEB_PKGS := libfaiss-dev libopenblas-dev python3-faiss python3-numpy
 BIN := bin/distillvq
 DATA := testdata/glove20k
 
-.PHONY: all deps build demo test lint fuzz race parity bench clean
+.PHONY: all deps build beam demo test lint fuzz race parity bench clean
 
 all: build
 
@@ -21,6 +21,12 @@ deps:
 
 build: deps
 	$(GO) build -o $(BIN) ./cli/distillvq
+
+# distillvq-beam: distillvq whose build also runs on Apache Beam
+# (build --runner prism|dataflow|flink|spark|universal). A command of its
+# own, so that distillvq does not link Beam's modules.
+beam: deps
+	$(GO) build -o bin/distillvq-beam ./cli/distillvq-beam
 
 # The main job on the embedded GloVe set: an IVFPQ index trained by
 # Distill-VQ from the training query words, FAISS's own training of the same
@@ -85,6 +91,9 @@ race: deps
 #              distillation per epoch, recall, peak RSS of each process
 #   large      make bench LARGE=1: 1M x 768 float16 vectors
 #              (testdata/synthetic.py, 1.5 GB) built within --max-memory 3GiB
+#   distributed  make bench DIST=1: 10M x 96 float16 vectors in shards of 1M
+#              (testdata/synthetic.py, 1.9 GB): build against distillvq-beam
+#              on Prism, a worker's add, merge at 1M and 10M, recall
 # Only some sections, e.g. to rerun the GloVe-341k comparison alone (10-20
 # minutes here), with an already converted folder:
 #   make bench ONLY=glove341k
@@ -96,6 +105,7 @@ race: deps
 GLOVE100K := out/data/glove100k
 GLOVE341K := out/data/glove341k
 SYN1M := out/data/syn1m768
+SYN10M := out/data/syn10m96
 BENCH_OUT := out
 bench: deps
 	@mkdir -p $(BENCH_OUT)
@@ -109,10 +119,15 @@ bench: deps
 	fi; \
 	if [ -n "$(LARGE)" ] && want large && [ ! -d $(SYN1M)/docs ]; then \
 		/usr/bin/python3 testdata/synthetic.py --out $(SYN1M) || exit 1; \
+	fi; \
+	if [ -n "$(DIST)" ] && want distributed && [ ! -f $(SYN10M)/queries.npy ]; then \
+		/usr/bin/python3 testdata/synthetic.py --n 10000000 --d 96 --queries 1000 \
+			--shard 1000000 --out $(SYN10M) || exit 1; \
 	fi
 	PATH="$(dir $(GO)):$$PATH" DISTILLVQ_BENCH=1 DISTILLVQ_BENCH_OUT=$(abspath $(BENCH_OUT)) \
 		DISTILLVQ_BENCH_GLOVE=$(abspath $(GLOVE100K)) DISTILLVQ_BENCH_GLOVE341K=$(abspath $(GLOVE341K)) \
-		$(if $(LARGE),DISTILLVQ_BENCH_LARGE=$(abspath $(SYN1M))) $(if $(ONLY),DISTILLVQ_BENCH_ONLY=$(ONLY)) \
+		$(if $(LARGE),DISTILLVQ_BENCH_LARGE=$(abspath $(SYN1M))) $(if $(DIST),DISTILLVQ_BENCH_DIST=$(abspath $(SYN10M))) \
+		$(if $(ONLY),DISTILLVQ_BENCH_ONLY=$(ONLY)) \
 		$(if $(ROUNDS),DISTILLVQ_BENCH_ROUNDS=$(ROUNDS)) \
 		$(GO) test -count=1 -timeout 300m -run TestBenchReport -v ./cli/
 

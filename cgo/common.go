@@ -3,6 +3,9 @@ package faiss
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -79,9 +82,17 @@ type FAISSParams struct {
 }
 
 // ApplyRotation returns y = A x for each row x of x, that is the matrix
-// x Aᵀ, with A d×d row-major (IVFParams.Rotation). It makes the same BLAS
-// call as FAISS's LinearTransform::apply, so that documents and queries
-// rotated here match what an IndexPreTransform feeds its IVF index.
+// x Aᵀ, with A d×d row-major (IVFParams.Rotation), the product FAISS's
+// LinearTransform::apply computes.
+//
+// It multiplies blocks of RotationBlock rows, each by one single-threaded
+// sgemm, several blocks at once on goroutines: a product's last bits
+// depend on the shape of the call and on where a row lies in it, so a
+// row's result here depends on its position modulo RotationBlock alone,
+// not on the other rows, the batch size or the number of threads. That is
+// what lets a collection rotated shard by shard (shards starting at
+// multiples of RotationBlock) give the bits of the collection rotated
+// whole.
 //
 // Like Sgemm, it panics if A is not x.Cols×x.Cols or x's storage does not
 // match its shape: those are programming errors.
@@ -94,11 +105,30 @@ func ApplyRotation(A []float32, x faissio.Matrix) faissio.Matrix {
 		panic(fmt.Sprintf("faiss: ApplyRotation: %d rotation values for dimension %d", len(A), d))
 	}
 	y := faissio.Matrix{Rows: x.Rows, Cols: d, Data: make([]float32, x.Rows*d)}
-	if x.Rows > 0 && d > 0 {
-		Sgemm(false, true, x.Rows, d, d, 1, x.Data, d, A, d, 0, y.Data, d)
+	if x.Rows == 0 || d == 0 {
+		return y
 	}
+	defer SerialBLAS()()
+	nb := (x.Rows + RotationBlock - 1) / RotationBlock
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(nb, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := int(next.Add(1) - 1); b < nb; b = int(next.Add(1) - 1) {
+				i := b * RotationBlock
+				m := min(RotationBlock, x.Rows-i)
+				Sgemm(false, true, m, d, d, 1, x.Data[i*d:], d, A, d, 0, y.Data[i*d:], d)
+			}
+		}()
+	}
+	wg.Wait()
 	return y
 }
+
+// RotationBlock is the rows ApplyRotation multiplies at once.
+const RotationBlock = 4096
 
 // Info describes an index, for inspection. For an IndexPreTransform the IVF
 // fields (Nlist, M, Nbits, CodeSize, ByResidual, ListSizes) describe the

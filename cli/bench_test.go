@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"os"
@@ -34,7 +35,9 @@ import (
 //	glove100k  GloVe 100k and its cosine copy (DISTILLVQ_BENCH_GLOVE)
 //	glove341k  every GloVe word, phase by phase against FAISS (DISTILLVQ_BENCH_GLOVE341K)
 //	large      1M x 768 float16 within 3 GiB (DISTILLVQ_BENCH_LARGE)
-var benchSections = []string{"glove20k", "siftsmall", "glove100k", "glove341k", "large"}
+//	distributed  10M x 96 float16: build against distillvq-beam on Prism,
+//	           a worker's add, merge at 1M and 10M, recall (DISTILLVQ_BENCH_DIST)
+var benchSections = []string{"glove20k", "siftsmall", "glove100k", "glove341k", "large", "distributed"}
 
 // benchBuild is one `distillvq build` of a benchmark case.
 type benchBuild struct {
@@ -76,7 +79,9 @@ type benchReport struct {
 	Cases     []benchCase   `json:"cases"`
 	Runs      []benchRun    `json:"runs"`
 	GloVe341k *phaseSection `json:"glove341k,omitempty"`
-	Targets   []benchTarget `json:"targets"`
+	// Distributed is the distributed section (make bench DIST=1).
+	Distributed *distSection  `json:"distributed,omitempty"`
+	Targets     []benchTarget `json:"targets"`
 }
 
 // TestBenchReport builds each case's indexes, each in its own process so time
@@ -84,7 +89,9 @@ type benchReport struct {
 // search, and writes out/bench.md and out/bench.json with ratios against
 // FAISS's own train+add of the same parameters in the same run. On
 // GloVe-341k it also times each phase of the build against FAISS's own
-// (testdata/phase_times.py). It runs only under `make bench`
+// (testdata/phase_times.py); on the distributed section's 10M vectors it
+// times distillvq-beam's build on Prism against build, a worker's add and
+// merge at two sizes, each its own process. It runs only under `make bench`
 // (DISTILLVQ_BENCH=1): it times, it asserts nothing about speed.
 func TestBenchReport(t *testing.T) {
 	if os.Getenv("DISTILLVQ_BENCH") == "" {
@@ -120,6 +127,9 @@ func TestBenchReport(t *testing.T) {
 		}
 		rep.GloVe341k = runPhaseSection(t, bin, dir, s)
 	}
+	if want("distributed") {
+		rep.Distributed = runDistSection(t, bin, dir, os.Getenv("DISTILLVQ_BENCH_DIST"))
+	}
 	rep.Machine.End = time.Now().UTC().Format(time.RFC3339)
 	rep.Machine.LoadEnd = loadAverage()
 	rep.Targets = benchTargets(rep)
@@ -131,17 +141,19 @@ func TestBenchReport(t *testing.T) {
 func benchSelection(t *testing.T, rep *benchReport) func(string) bool {
 	t.Helper()
 	have := map[string]bool{
-		"glove20k":  true,
-		"siftsmall": haveSift(),
-		"glove100k": os.Getenv("DISTILLVQ_BENCH_GLOVE") != "",
-		"glove341k": os.Getenv("DISTILLVQ_BENCH_GLOVE341K") != "",
-		"large":     os.Getenv("DISTILLVQ_BENCH_LARGE") != "",
+		"glove20k":    true,
+		"siftsmall":   haveSift(),
+		"glove100k":   os.Getenv("DISTILLVQ_BENCH_GLOVE") != "",
+		"glove341k":   os.Getenv("DISTILLVQ_BENCH_GLOVE341K") != "",
+		"large":       os.Getenv("DISTILLVQ_BENCH_LARGE") != "",
+		"distributed": os.Getenv("DISTILLVQ_BENCH_DIST") != "",
 	}
 	need := map[string]string{
-		"siftsmall": siftDir + " (siftsmall_base.fvecs)",
-		"glove100k": "DISTILLVQ_BENCH_GLOVE (make bench converts it)",
-		"glove341k": "DISTILLVQ_BENCH_GLOVE341K (make bench converts it)",
-		"large":     "DISTILLVQ_BENCH_LARGE (make bench LARGE=1)",
+		"siftsmall":   siftDir + " (siftsmall_base.fvecs)",
+		"glove100k":   "DISTILLVQ_BENCH_GLOVE (make bench converts it)",
+		"glove341k":   "DISTILLVQ_BENCH_GLOVE341K (make bench converts it)",
+		"large":       "DISTILLVQ_BENCH_LARGE (make bench LARGE=1)",
+		"distributed": "DISTILLVQ_BENCH_DIST (make bench DIST=1)",
 	}
 	only := map[string]bool{}
 	if s := os.Getenv("DISTILLVQ_BENCH_ONLY"); s != "" {
@@ -293,6 +305,9 @@ type benchProc struct {
 	MaxRSS  int64         `json:"max_rss_bytes"`
 	// Load1 is the 1-minute load average just before and just after.
 	Load1 [2]float64 `json:"load1_before_after"`
+	// OthersCPU is the CPU time the rest of the machine used while it ran:
+	// every CPU's busy time (/proc/stat) minus its own CPU, at least 0.
+	OthersCPU time.Duration `json:"others_cpu_ns"`
 }
 
 // threadVars are the variables that set FAISS's and OpenBLAS's threads.
@@ -317,6 +332,7 @@ func runBenchProc(t *testing.T, threads []string, name string, args ...string) (
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	p := benchProc{Threads: threads}
 	p.Load1[0] = loadAverage()[0]
+	busy0 := machineBusy()
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -330,6 +346,7 @@ func runBenchProc(t *testing.T, threads []string, name string, args ...string) (
 		t.Fatalf("%s %s %s: %v\n%s\n%s", strings.Join(threads, " "), name, strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	p.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	p.OthersCPU = max(0, machineBusy()-busy0-p.CPU)
 	return p, stdout.Bytes()
 }
 
@@ -366,6 +383,25 @@ func watchPeakRSS(pid int) func() int64 {
 		<-done
 		return peak.Load()
 	}
+}
+
+// machineBusy is the busy time of every CPU since boot: user, nice,
+// system, irq and softirq of /proc/stat's cpu line, in USER_HZ (100) ticks.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		if i < len(f) {
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			ticks += v
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // loadAverage is /proc/loadavg's 1, 5 and 15-minute figures.
@@ -939,6 +975,9 @@ func writeBenchReport(t *testing.T, rep *benchReport) {
 	if rep.GloVe341k != nil {
 		writePhaseSection(&md, rep.GloVe341k)
 	}
+	if rep.Distributed != nil {
+		writeDistSection(&md, rep.Distributed)
+	}
 	if len(rep.Cases) > 0 {
 		md.WriteString("\n## Whole builds against FAISS's training\n\nEach build is its own process (train = training, add = assign+encode+fill; FAISS's train and add are one figure). Ratios are against the case's first build, FAISS's own training of the same index in the same run where there is one. Recall is k-recall@k against exact search on held-out queries.\n")
 	}
@@ -1150,4 +1189,537 @@ func writePhaseSection(md *strings.Builder, s *phaseSection) {
 		fmt.Fprintf(md, "%s %s", r.Index, recalls(r.R100))
 	}
 	fmt.Fprintf(md, " (nprobe %s).\n", strings.Join(strings.Split(strings.Join(np, ","), ","), " / "))
+}
+
+// The distributed section (make bench DIST=1): the same IVFPQ built by one
+// `distillvq build` process and by `distillvq-beam build --runner prism`,
+// what a worker of the pipeline costs measured as its own process, merge
+// at 1M and at 10M vectors, and the recall of the pipeline's file.
+
+// distOptions are the build options of the section, the same for build,
+// distillvq-beam build and train.
+var distOptions = []string{"--index", "ivfpq", "--train", "kmeans", "--metric", "l2", "--nlist", "4096", "--m", "24", "--train-size", "262144"}
+
+const (
+	distWorkers = 2
+	// distSlices is how many parts the first shard is encoded as for the
+	// small merge (10 x 100,000 for shards of 10^6).
+	distSlices = 10
+)
+
+// distStep is one measured process of the section.
+type distStep struct {
+	Label   string    `json:"label"`
+	Args    []string  `json:"args"`
+	Process benchProc `json:"process"`
+	Vectors int       `json:"vectors"`
+	// Encode is the time the throughput divides by: build's add_ns, the
+	// Prism build's pipeline_ns (encode, merge, concatenate), add's own
+	// figure for the encode of its shard.
+	Encode        time.Duration `json:"encode_ns"`
+	EncodeScope   string        `json:"encode_scope"`
+	VectorsPerSec float64       `json:"encode_vectors_per_s"`
+	Bytes         int64         `json:"output_bytes"`
+}
+
+// beamReport is distillvq-beam build's --report-json
+// (distributed.Report; read here without linking Beam into the test).
+type beamReport struct {
+	Train       build.Report  `json:"train"`
+	Shards      int           `json:"shards"`
+	Rows        int           `json:"rows"`
+	Attempts    int           `json:"attempts"`
+	ShardMemory int64         `json:"shard_memory_bytes"`
+	TrainTime   time.Duration `json:"train_ns"`
+	Pipeline    time.Duration `json:"pipeline_ns"`
+	Bytes       int64         `json:"bytes"`
+}
+
+// distMerge is one `distillvq merge` process.
+type distMerge struct {
+	Label    string    `json:"label"`
+	Vectors  int       `json:"vectors"`
+	Parts    int       `json:"parts"`
+	PartRows int       `json:"rows_per_part"`
+	Args     []string  `json:"args"`
+	Process  benchProc `json:"process"`
+	Bytes    int64     `json:"output_bytes"`
+	// IdenticalTo names the file the merge's output was compared with, and
+	// Identical says whether it is byte for byte that file.
+	IdenticalTo string `json:"compared_with"`
+	Identical   bool   `json:"identical"`
+}
+
+// distSection is the report's distributed section.
+type distSection struct {
+	Docs      string   `json:"docs"`
+	Queries   string   `json:"queries"`
+	NQ        int      `json:"nq"`
+	N         int      `json:"n"`
+	D         int      `json:"d"`
+	Files     int      `json:"files"`
+	ShardRows int      `json:"shard_rows"`
+	Workers   int      `json:"workers"`
+	Options   []string `json:"options"`
+	Single    distStep `json:"single_build"`
+	// SingleReport and Prism are the two builds' --report-json.
+	SingleReport buildReport `json:"single_report"`
+	PrismBuild   distStep    `json:"prism_build"`
+	Prism        beamReport  `json:"prism_report"`
+	// PrismChildren are the processes the Prism build started, if any
+	// (their memory is not in its peak RSS).
+	PrismChildren []string `json:"prism_child_processes"`
+	// Identical: the Prism build's file is byte for byte the single
+	// build's; Difference says how they differ when they do.
+	Identical  bool      `json:"identical"`
+	Difference *distDiff `json:"difference,omitempty"`
+	// Worker is `distillvq add` of the first shard with the pipeline's
+	// trained index; WorkerPartIdentical says whether its part equals the
+	// pipeline's part of that shard.
+	Worker              distStep `json:"worker_add"`
+	WorkerPartIdentical bool     `json:"worker_part_identical"`
+	// SliceAdds encode the first shard as distSlices parts, for the small
+	// merge.
+	SliceAdds []distStep  `json:"slice_adds"`
+	Merges    []distMerge `json:"merges"`
+	// MergeRSSRatio is the 10M merge's peak RSS over the 1M merge's.
+	MergeRSSRatio float64     `json:"merge_peak_rss_ratio"`
+	Eval          benchProc   `json:"eval_process"`
+	Recall        recallTable `json:"recall"`
+}
+
+func (s *distSection) title() string {
+	return fmt.Sprintf("synthetic %s x %d float16", countString(s.N), s.D)
+}
+
+// countString writes 10000000 as 10M, 1000000 as 1M, 100000 as 100k.
+func countString(n int) string {
+	switch {
+	case n >= 1e6 && n%1e6 == 0:
+		return fmt.Sprintf("%dM", n/1e6)
+	case n >= 1e3 && n%1e3 == 0:
+		return fmt.Sprintf("%dk", n/1e3)
+	}
+	return fmt.Sprint(n)
+}
+
+// runDistSection runs the distributed section on data (testdata/synthetic.py's
+// folder: docs/ of float16 shards, queries.npy). The shard size is the first
+// file's row count (10^6 as make bench generates them).
+func runDistSection(t *testing.T, bin, dir, folder string) *distSection {
+	t.Helper()
+	beamBin := filepath.Join(t.TempDir(), "distillvq-beam")
+	if out, err := exec.Command("go", "build", "-o", beamBin, "./distillvq-beam").CombinedOutput(); err != nil {
+		t.Fatalf("go build distillvq-beam: %v\n%s", err, out)
+	}
+	s := &distSection{Docs: folder + "/docs", Queries: folder + "/queries.npy", Workers: distWorkers, Options: distOptions}
+	src, err := faissio.OpenSource(s.Docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.N, s.D = src.Rows, src.Cols
+	q, err := faissio.OpenSource(s.Queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.NQ = q.Rows
+	files, err := faissio.VectorFiles(s.Docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := faissio.OpenSource(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Files, s.ShardRows = len(files), first.Rows
+	work := filepath.Join(dir, "dist")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := func(name string) string { return filepath.Join(work, name) }
+	size := func(p string) int64 {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	logStep := func(st distStep) {
+		t.Logf("%s %s: %d vectors, encode %.1fs (%.0f vectors/s), wall %.1fs, CPU %.1fs, peak RSS %.0f MiB, load %.2f/%.2f, others' CPU %.1fs",
+			s.title(), st.Label, st.Vectors, st.Encode.Seconds(), st.VectorsPerSec, st.Process.Wall.Seconds(), st.Process.CPU.Seconds(),
+			mib(st.Process.MaxRSS), st.Process.Load1[0], st.Process.Load1[1], st.Process.OthersCPU.Seconds())
+	}
+	perSec := func(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+	// 1. One process: build.
+	single := path("single.faiss")
+	s.Single = distStep{Label: "distillvq build (one process)", Vectors: s.N, EncodeScope: "add_ns: read, assign and encode every document",
+		Args: append([]string{"build", "--docs", s.Docs, "-o", single, "--report-json", path("single.json")}, distOptions...)}
+	s.Single.Process, _ = runBenchProc(t, nil, bin, s.Single.Args...)
+	readBuildReport(t, path("single.json"), &s.SingleReport)
+	s.Single.Encode, s.Single.Bytes = s.SingleReport.Add, size(single)
+	s.Single.VectorsPerSec = perSec(s.N, s.Single.Encode)
+	logStep(s.Single)
+
+	// 2. distillvq-beam build on Prism, in a work folder of its own.
+	prism, prismWork := path("prism.faiss"), path("prism.work")
+	s.PrismBuild = distStep{Label: fmt.Sprintf("distillvq-beam build --runner prism (%d workers)", distWorkers), Vectors: s.N,
+		EncodeScope: "pipeline_ns: the Beam pipeline on Prism (encode the shards, merge by list ranges, concatenate)",
+		Args: append([]string{"build", "--docs", s.Docs, "-o", prism, "--report-json", path("prism.json"),
+			"--runner", "prism", "--workers", fmt.Sprint(distWorkers), "--shard-rows", fmt.Sprint(s.ShardRows), "--work", prismWork}, distOptions...)}
+	stop := watchChildren(t, beamBin)
+	s.PrismBuild.Process, _ = runBenchProc(t, nil, beamBin, s.PrismBuild.Args...)
+	s.PrismChildren = stop()
+	data, err := os.ReadFile(path("prism.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &s.Prism); err != nil {
+		t.Fatalf("prism.json: %v", err)
+	}
+	s.PrismBuild.Encode, s.PrismBuild.Bytes = s.Prism.Pipeline, size(prism)
+	s.PrismBuild.VectorsPerSec = perSec(s.N, s.PrismBuild.Encode)
+	logStep(s.PrismBuild)
+	s.Identical = sameFile(t, single, prism)
+	if !s.Identical {
+		s.Difference = diffIVF(t, single, prism, src)
+		t.Logf("%s: build's and Prism's files differ: %+v", s.title(), *s.Difference)
+	}
+	t.Logf("%s: Prism's file identical to build's: %v; %d shards, planned memory of a worker per shard %s",
+		s.title(), s.Identical, s.Prism.Shards, build.ShowBytes(s.Prism.ShardMemory))
+
+	// 3. A worker as its own process: add of the first shard with the
+	// pipeline's trained index.
+	trained := filepath.Join(prismWork, "trained.faiss")
+	worker := path("worker-part.faiss")
+	s.Worker = distStep{Label: "distillvq add of one shard (a worker)", Vectors: s.ShardRows, EncodeScope: "add's own figure: read, assign and encode the shard",
+		Args: []string{"add", "--index", trained, "--docs", files[0], "--first-id", "0", "-o", worker}}
+	var out []byte
+	s.Worker.Process, out = runBenchProc(t, nil, bin, s.Worker.Args...)
+	s.Worker.Encode, s.Worker.Bytes = addTime(t, out), size(worker)
+	s.Worker.VectorsPerSec = perSec(s.ShardRows, s.Worker.Encode)
+	logStep(s.Worker)
+	s.WorkerPartIdentical = sameFile(t, worker, filepath.Join(prismWork, "parts", "part-000000.faiss"))
+
+	// 4. Merge at the first shard's size (distSlices parts) and at all of
+	// them (the pipeline's parts).
+	sliceDir := path("slices")
+	if err := os.MkdirAll(sliceDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	split := `import sys, numpy as np
+x = np.load(sys.argv[1], mmap_mode="r")
+k = int(sys.argv[3])
+for i in range(k):
+    np.save("%s/slice-%02d.npy" % (sys.argv[2], i), np.ascontiguousarray(x[i * len(x) // k:(i + 1) * len(x) // k]))
+`
+	if out, err := exec.Command(benchPython, "-c", split, files[0], sliceDir, fmt.Sprint(distSlices)).CombinedOutput(); err != nil {
+		t.Fatalf("splitting %s: %v\n%s", files[0], err, out)
+	}
+	var small []string
+	for i := range distSlices {
+		lo, hi := i*s.ShardRows/distSlices, (i+1)*s.ShardRows/distSlices
+		part := path(fmt.Sprintf("small-part-%02d.faiss", i))
+		st := distStep{Label: fmt.Sprintf("distillvq add of rows %d..%d", lo, hi-1), Vectors: hi - lo, EncodeScope: "add's own figure",
+			Args: []string{"add", "--index", trained, "--docs", filepath.Join(sliceDir, fmt.Sprintf("slice-%02d.npy", i)), "--first-id", fmt.Sprint(lo), "-o", part}}
+		st.Process, out = runBenchProc(t, nil, bin, st.Args...)
+		st.Encode, st.Bytes = addTime(t, out), size(part)
+		st.VectorsPerSec = perSec(st.Vectors, st.Encode)
+		s.SliceAdds = append(s.SliceAdds, st)
+		small = append(small, part)
+	}
+	var big []string
+	for i := range s.Prism.Shards {
+		big = append(big, filepath.Join(prismWork, "parts", fmt.Sprintf("part-%06d.faiss", i)))
+	}
+	merge := func(label string, parts []string, rows, perPart int, out, against string) distMerge {
+		m := distMerge{Label: label, Vectors: rows, Parts: len(parts), PartRows: perPart,
+			Args: append([]string{"merge", "-o", out}, parts...), IdenticalTo: against}
+		m.Process, _ = runBenchProc(t, nil, bin, m.Args...)
+		m.Bytes = size(out)
+		m.Identical = sameFile(t, out, against)
+		t.Logf("%s merge %s: %d parts, wall %.2fs, CPU %.2fs, peak RSS %.0f MiB, identical to %s: %v", s.title(), label, len(parts),
+			m.Process.Wall.Seconds(), m.Process.CPU.Seconds(), mib(m.Process.MaxRSS), filepath.Base(against), m.Identical)
+		return m
+	}
+	s.Merges = []distMerge{
+		merge(countString(s.ShardRows), small, s.ShardRows, s.ShardRows/distSlices, path("merged-small.faiss"), filepath.Join(prismWork, "parts", "part-000000.faiss")),
+		merge(countString(s.N), big, s.N, s.ShardRows, path("merged-all.faiss"), prism),
+	}
+	s.MergeRSSRatio = float64(s.Merges[1].Process.MaxRSS) / float64(s.Merges[0].Process.MaxRSS)
+
+	// 5. Recall of the pipeline's file (and of build's, if they differ).
+	s.Recall = recallTable{Nprobe: []int{1, 4, 16, 64, 256}, Default: 256}
+	indexes := []string{prism}
+	if !s.Identical {
+		indexes = append(indexes, single)
+	}
+	var np []string
+	for _, v := range s.Recall.Nprobe {
+		np = append(np, fmt.Sprint(v))
+	}
+	args := []string{"eval", "--docs", s.Docs, "--queries", s.Queries, "-k", "10,100", "--nprobe", strings.Join(np, ","),
+		"--min-time", "0", "--no-cache", "--json", path("eval.json")}
+	for _, ix := range indexes {
+		args = append(args, "--index", ix)
+	}
+	s.Eval, _ = runBenchProc(t, nil, bin, args...)
+	var ev eval.Report
+	if data, err = os.ReadFile(path("eval.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &ev); err != nil {
+		t.Fatalf("eval.json: %v", err)
+	}
+	for i, ix := range ev.Indexes {
+		row := recallRow{Index: "Prism build (" + filepath.Base(indexes[i]) + ")"}
+		if i == 1 {
+			row.Index = "single-process build (" + filepath.Base(indexes[i]) + ")"
+		}
+		for _, p := range ix.Points {
+			row.R10 = append(row.R10, p.KRecall[10])
+			row.R100 = append(row.R100, p.KRecall[100])
+		}
+		s.Recall.Rows = append(s.Recall.Rows, row)
+		t.Logf("%s %s: R10@10 %s, R100@100 %s at nprobe %v", s.title(), row.Index, recalls(row.R10), recalls(row.R100), s.Recall.Nprobe)
+	}
+	return s
+}
+
+// distDiff is how two IVF files of the same documents differ.
+type distDiff struct {
+	// SameTraining: the coarse centroids and PQ codebooks are equal.
+	SameTraining bool `json:"same_centroids_and_codebooks"`
+	// Moved are the documents in another list; Recoded those in the same
+	// list with another code.
+	Moved    int         `json:"documents_in_another_list"`
+	Recoded  int         `json:"documents_with_another_code"`
+	Examples []distMoved `json:"moved_examples"`
+}
+
+// distMoved is a document the two files put in different lists, with its
+// exact (float64) squared distances to both lists' centroids.
+type distMoved struct {
+	ID    int64   `json:"id"`
+	ListA int64   `json:"list_build"`
+	ListB int64   `json:"list_prism"`
+	DistA float64 `json:"sq_distance_build_list"`
+	DistB float64 `json:"sq_distance_prism_list"`
+}
+
+// diffIVF compares two IVF files document by document (ids are rows of
+// docs).
+func diffIVF(t *testing.T, a, b string, docs *faissio.Source) *distDiff {
+	t.Helper()
+	read := func(path string) faissio.IVFParams {
+		ix, err := faissio.ReadIndexFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := faissio.IVFParamsOf(ix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pa, pb := read(a), read(b)
+	if len(pa.IDs) != len(pb.IDs) {
+		t.Fatalf("%s holds %d vectors, %s %d", a, len(pa.IDs), b, len(pb.IDs))
+	}
+	d := &distDiff{SameTraining: slices.Equal(pa.Centroids, pb.Centroids) && slices.Equal(pa.Codebooks, pb.Codebooks)}
+	at := make([]int, docs.Rows)
+	for j, id := range pb.IDs {
+		at[id] = j
+	}
+	cs := pa.CodeSize()
+	row := make([]float32, docs.Cols)
+	dist := func(p faissio.IVFParams, list int64) float64 {
+		var s float64
+		for k, v := range p.Centroids[int(list)*p.D : int(list+1)*p.D] {
+			s += (float64(row[k]) - float64(v)) * (float64(row[k]) - float64(v))
+		}
+		return s
+	}
+	for i, id := range pa.IDs {
+		j := at[id]
+		switch {
+		case pa.Lists[i] != pb.Lists[j]:
+			d.Moved++
+			if len(d.Examples) < 10 {
+				if err := docs.Read(int(id), int(id)+1, row); err != nil {
+					t.Fatal(err)
+				}
+				d.Examples = append(d.Examples, distMoved{ID: id, ListA: pa.Lists[i], ListB: pb.Lists[j],
+					DistA: dist(pa, pa.Lists[i]), DistB: dist(pb, pb.Lists[j])})
+			}
+		case !bytes.Equal(pa.Codes[i*cs:(i+1)*cs], pb.Codes[j*cs:(j+1)*cs]):
+			d.Recoded++
+		}
+	}
+	return d
+}
+
+// addTime reads `distillvq add`'s own encode time from its output line
+// ("wrote P: N vectors (N added, ids A..B) in 12.34s").
+func addTime(t *testing.T, out []byte) time.Duration {
+	t.Helper()
+	line := strings.TrimSpace(string(out))
+	if i := strings.LastIndex(line, ") in "); i >= 0 {
+		if sec, err := strconv.ParseFloat(strings.TrimSuffix(strings.Fields(line[i+5:])[0], "s"), 64); err == nil {
+			return time.Duration(sec * float64(time.Second))
+		}
+	}
+	t.Fatalf("no add time in %q", line)
+	return 0
+}
+
+// sameFile says whether two files have the same bytes, read in blocks.
+func sameFile(t *testing.T, a, b string) bool {
+	t.Helper()
+	fa, err := os.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	sa, _ := fa.Stat()
+	sb, _ := fb.Stat()
+	if sa.Size() != sb.Size() {
+		return false
+	}
+	ba, bb := make([]byte, 4<<20), make([]byte, 4<<20)
+	for {
+		na, ea := io.ReadFull(fa, ba)
+		nb, eb := io.ReadFull(fb, bb)
+		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+			return false
+		}
+		if ea != nil || eb != nil {
+			return ea == eb || (ea == io.ErrUnexpectedEOF && eb == io.ErrUnexpectedEOF) || (ea == io.EOF && eb == io.EOF)
+		}
+	}
+}
+
+// watchChildren notes, every 200 ms until stopped, the processes whose
+// parent runs the binary bin (a runner starting its workers as processes);
+// stop returns their command lines.
+func watchChildren(t *testing.T, bin string) (stop func() []string) {
+	t.Helper()
+	seen := map[string]bool{}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			entries, _ := os.ReadDir("/proc")
+			for _, e := range entries {
+				pid, err := strconv.Atoi(e.Name())
+				if err != nil {
+					continue
+				}
+				stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				if err != nil {
+					continue
+				}
+				// The parent pid is the 2nd field after the command's ')'.
+				f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+				if len(f) < 2 {
+					continue
+				}
+				if exe, err := os.Readlink(fmt.Sprintf("/proc/%s/exe", f[1])); err == nil && exe == bin {
+					cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+					seen[strings.Join(strings.Fields(strings.ReplaceAll(string(cmd), "\x00", " ")), " ")] = true
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return func() []string {
+		close(done)
+		<-finished
+		return append([]string{}, slices.Sorted(maps.Keys(seen))...)
+	}
+}
+
+func writeDistSection(md *strings.Builder, s *distSection) {
+	fmt.Fprintf(md, "\n## Distributed build: %s on Prism\n\n", s.title())
+	fmt.Fprintf(md, "Data: `%s`, %d x %d float16 in %d files of %d rows (`testdata/synthetic.py`); evaluation queries `%s` (%d, drawn the same way after the documents, not among them). "+
+		"Options, every build and step: `%s`. Each command is its own process, run one after the other (CPU s = user + system, all threads; peak RSS = the process's VmHWM; load = 1-minute load average before / after; others' CPU = the CPU time the rest of the machine used meanwhile, /proc/stat's busy time minus the process's own, the harness's sampling of /proc included).\n",
+		s.Docs, s.N, s.D, s.Files, s.ShardRows, s.Queries, s.NQ, strings.Join(s.Options, " "))
+
+	md.WriteString("\n### Builds and a worker\n\n| run | vectors | train s | encode s | encode vectors/s | process wall s | CPU s | peak RSS MiB | load | others' CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
+	row := func(st distStep, train string) {
+		fmt.Fprintf(md, "| %s | %d | %s | %.1f | %.0f | %.1f | %.1f | %.0f | %.2f / %.2f | %.1f |\n", st.Label, st.Vectors, train, st.Encode.Seconds(), st.VectorsPerSec,
+			st.Process.Wall.Seconds(), st.Process.CPU.Seconds(), mib(st.Process.MaxRSS), st.Process.Load1[0], st.Process.Load1[1], st.Process.OthersCPU.Seconds())
+	}
+	row(s.Single, fmt.Sprintf("%.1f", s.SingleReport.Fit.Seconds()))
+	row(s.PrismBuild, fmt.Sprintf("%.1f", s.Prism.TrainTime.Seconds()))
+	row(s.Worker, "-")
+	fmt.Fprintf(md, "\nEncode: %s; %s; %s. The Prism process holds the launcher (its training) and Prism's in-process workers, %d at once",
+		s.Single.EncodeScope, s.PrismBuild.EncodeScope, s.Worker.EncodeScope, s.Workers)
+	if len(s.PrismChildren) > 0 {
+		fmt.Fprintf(md, " (it also started %d process(es), whose memory is not in its peak: %s)", len(s.PrismChildren), strings.Join(s.PrismChildren, "; "))
+	} else {
+		md.WriteString(" (it started no other process)")
+	}
+	fmt.Fprintf(md, "; %d shards of %d rows, %d attempt(s). The worker is `distillvq add` of `%s` with the pipeline's trained index.\n\n",
+		s.Prism.Shards, s.ShardRows, s.Prism.Attempts, filepath.Base(s.Worker.Args[4]))
+	fmt.Fprintf(md, "- Prism's file identical to build's: **identical: %v** (%d bytes)", s.Identical, s.PrismBuild.Bytes)
+	if d := s.Difference; d != nil {
+		fmt.Fprintf(md, "; centroids and codebooks equal: %v; documents in another list: **%d** of %d, in the same list with another code: %d", d.SameTraining, d.Moved, s.N, d.Recoded)
+		for i, e := range d.Examples {
+			if i == 0 {
+				md.WriteString(" (")
+			} else {
+				md.WriteString("; ")
+			}
+			fmt.Fprintf(md, "id %d: list %d in build's file, %d in Prism's, exact squared distances to their centroids %.7g and %.7g", e.ID, e.ListA, e.ListB, e.DistA, e.DistB)
+		}
+		if len(d.Examples) > 0 {
+			md.WriteString(")")
+		}
+	}
+	md.WriteString("\n")
+	fmt.Fprintf(md, "- the worker's part identical to the pipeline's part of the same shard: %v\n", s.WorkerPartIdentical)
+	fmt.Fprintf(md, "- a worker's memory for one shard of %d rows: planned (shard_memory_bytes) **%.0f MiB**, measured peak RSS of the add process **%.0f MiB** (%.2fx the plan)\n",
+		s.ShardRows, mib(s.Prism.ShardMemory), mib(s.Worker.Process.MaxRSS), float64(s.Worker.Process.MaxRSS)/float64(s.Prism.ShardMemory))
+	fmt.Fprintf(md, "- the Prism build's wall / build's: %.2fx; encode throughput, pipeline / build's add: %.2fx\n",
+		s.PrismBuild.Process.Wall.Seconds()/s.Single.Process.Wall.Seconds(), s.PrismBuild.VectorsPerSec/s.Single.VectorsPerSec)
+
+	md.WriteString("\n### Merge: peak RSS against the number of vectors\n\n")
+	fmt.Fprintf(md, "`distillvq merge` (default workers: one per CPU), each its own process. %s: the first shard encoded as %d parts by `distillvq add` (slices written as float16 .npy, with the pipeline's trained index); %s: the pipeline's %d parts.\n\n",
+		countString(s.Merges[0].Vectors), s.Merges[0].Parts, countString(s.Merges[1].Vectors), s.Merges[1].Parts)
+	md.WriteString("| merge | vectors | parts x rows | output MiB | wall s | CPU s | peak RSS MiB | output identical to | load | others' CPU s |\n|---|---:|---|---:|---:|---:|---:|---|---|---:|\n")
+	for _, m := range s.Merges {
+		fmt.Fprintf(md, "| %s | %d | %d x %d | %.0f | %.2f | %.2f | %.0f | `%s`: %v | %.2f / %.2f | %.2f |\n", m.Label, m.Vectors, m.Parts, m.PartRows, mib(m.Bytes),
+			m.Process.Wall.Seconds(), m.Process.CPU.Seconds(), mib(m.Process.MaxRSS), filepath.Base(m.IdenticalTo), m.Identical, m.Process.Load1[0], m.Process.Load1[1],
+			m.Process.OthersCPU.Seconds())
+	}
+	var addWall, addEnc time.Duration
+	var addRSS int64
+	for _, a := range s.SliceAdds {
+		addWall, addEnc, addRSS = addWall+a.Process.Wall, addEnc+a.Encode, max(addRSS, a.Process.MaxRSS)
+	}
+	fmt.Fprintf(md, "\nPeak RSS %s / %s: **%.2fx** for %.0fx the vectors. The %d adds of the small merge's parts took %.1f s of wall (%.1f s encoding), at most %.0f MiB each.\n",
+		s.Merges[1].Label, s.Merges[0].Label, s.MergeRSSRatio, float64(s.Merges[1].Vectors)/float64(s.Merges[0].Vectors), len(s.SliceAdds),
+		addWall.Seconds(), addEnc.Seconds(), mib(addRSS))
+
+	rt := s.Recall
+	np := make([]string, len(rt.Nprobe))
+	for i, v := range rt.Nprobe {
+		np[i] = fmt.Sprint(v)
+	}
+	fmt.Fprintf(md, "\n### Recall of the Prism-built file\n\nk-recall@k against exact search (l2) over all %d documents, on the %d held-out queries (`distillvq eval -k 10,100 --nprobe %s --min-time 0 --no-cache`: wall %.1f s, peak RSS %.0f MiB).\n\n| index | recall | nprobe %s |\n|---|---|%s\n",
+		s.N, s.NQ, strings.Join(np, ","), s.Eval.Wall.Seconds(), mib(s.Eval.MaxRSS), strings.Join(np, " | "), strings.Repeat("---:|", len(np)))
+	for _, r := range rt.Rows {
+		fmt.Fprintf(md, "| %s | R10@10 | %s |\n", r.Index, strings.Join(strings.Split(recalls(r.R10), " / "), " | "))
+		fmt.Fprintf(md, "| %s | R100@100 | %s |\n", r.Index, strings.Join(strings.Split(recalls(r.R100), " / "), " | "))
+	}
 }

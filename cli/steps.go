@@ -85,6 +85,7 @@ func printTrainReport(e *env, r *buildReport, tr *build.Trained) {
 		r.Output, kind, r.Nlist, r.Metric, r.D, r.Bytes)
 	fmt.Fprintf(e.stdout, "trainer %s on %d documents: read %.2fs, train %.2fs, write %.2fs\n",
 		r.Train, r.N, r.Read.Seconds(), r.Fit.Seconds(), r.Write.Seconds())
+	fmt.Fprintf(e.stdout, "add shards starting at multiples of %d rows to get, merged, the bytes build writes (elsewhere: the same but for rare documents at a tie of two lists)\n", build.ShardAlign)
 	if n := tr.Held(); n > 0 {
 		fmt.Fprintf(e.stdout, "it carries the training-time lists of the %d documents it was distilled on: add files them there\n", n)
 	}

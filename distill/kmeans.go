@@ -2,6 +2,7 @@ package distill
 
 import (
 	"context"
+	"math/bits"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -263,6 +264,10 @@ func newAssignerThreads(dim, k, workers int) *assigner {
 		// half FAISS's 16 MiB tiles: on GloVe-341k sgemm plus scan ran
 		// 0-8% faster on ~1000-row blocks than on 224- or 4096-row ones.
 		a.rows = max(32, min(4096, (1<<21)/k))
+		// A power of two, so that blocks of any multiple of 4096 rows
+		// (the encoding's, a shard's) split into the same row ranges:
+		// a product's last bits depend on the rows it is computed with.
+		a.rows = 1 << (bits.Len(uint(a.rows)) - 1)
 	}
 	a.bufs = make([][]float32, a.workers)
 	return a

@@ -576,7 +576,17 @@ func assignEncode(ctx context.Context, model *distill.Model, x faissio.Matrix) (
 
 // encodeBlock is the number of rows encoded at once: at most 65536, and
 // fewer when the block and its distances to the centroids would pass
-// 64 MiB.
+// 64 MiB, but always a multiple of ShardAlign.
 func encodeBlock(nlist, d int) int {
-	return max(256, min(1<<16, (16<<20)/(nlist+d)))
+	return max(ShardAlign, min(1<<16, (16<<20)/(nlist+d))/ShardAlign*ShardAlign)
 }
+
+// ShardAlign is the alignment of a shard whose documents are encoded
+// exactly as Run encodes them: every product the encoding makes covers
+// rows in blocks that start at multiples of ShardAlign in the collection
+// (the encoding blocks, the encoder's 4096-row blocks, the list
+// assignment's power-of-two blocks, the OPQ rotation's blocks), and a
+// product's last bits depend on the rows it is computed with. A shard
+// that starts elsewhere gives the same index but for rare documents at a
+// tie between two lists or codewords (one in 10^7 was seen to move).
+const ShardAlign = 4096

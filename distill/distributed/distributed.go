@@ -6,8 +6,10 @@
 // (faissio.Merge). The file is the one build.Run writes for the whole
 // collection, byte for byte.
 //
-// The pipeline's elements are shard descriptors (a file, a range of its
-// rows, the first id), part and segment descriptors: never vectors. Each
+// The pipeline's elements are shard descriptors (the collection's path and
+// a range of its rows, the ids), part and segment descriptors: never
+// vectors. Shards start at multiples of build.ShardAlign rows, so that
+// every document is encoded in the very blocks build.Run encodes it in. Each
 // worker loads the trained index from its path once (Setup). Parts,
 // segments and the trained index live in a work folder every worker can
 // read and write (local for Prism; a shared filesystem, NFS, Filestore or a
@@ -36,16 +38,18 @@ import (
 	"github.com/distillvq/distillvq/faissio"
 )
 
-// Shard is one unit of work: rows [Start, End) of the vector file Path,
-// with ids FirstID, FirstID+1, ...
+// Shard is one unit of work: rows [Start, End) of the collection at Docs
+// (a file, or a folder or glob of them: rows count across files), whose
+// ids are the row numbers. Start is a multiple of build.ShardAlign, so
+// that every document is encoded in the blocks Run would encode it in,
+// and the file is Run's byte for byte.
 type Shard struct {
 	Index      int
-	Path       string
+	Docs       string
 	Start, End int
-	FirstID    int64
 }
 
-// Part is a shard's encoded index: its file and list sizes.
+// Part is a shard's encoded index: its file and number of vectors.
 type Part struct {
 	Shard int
 	Path  string
@@ -67,8 +71,9 @@ type Options struct {
 	// Work is the folder of the trained index, parts and segments;
 	// default: OUTPUT.work beside the output.
 	Work string
-	// ShardRows is the most rows of one shard (default 1,048,576): the
-	// unit a worker encodes at once, and so its memory (ShardMemory).
+	// ShardRows is the most rows of one shard (default 1,048,576, rounded
+	// down to a multiple of build.ShardAlign, at least one): the unit a
+	// worker encodes at once, and so its memory (ShardMemory).
 	ShardRows int
 	// Workers is the number of independent branches the shards are dealt
 	// to (default 1): runners with one bundle per stage, as Prism, run that
@@ -136,17 +141,13 @@ func Build(ctx context.Context, docs, out string, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	shards, err := shardsOf(docs, o.ShardRows)
-	if err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(filepath.Join(o.Work, "parts"), 0o755); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(o.Work, "merge"), 0o755); err != nil {
 		return nil, err
 	}
-	rep := &Report{Shards: len(shards), Rows: src.Rows}
+	rep := &Report{Rows: src.Rows}
 	t0 := time.Now()
 	bo := o.Build
 	bo.Progress = progress
@@ -155,7 +156,10 @@ func Build(ctx context.Context, docs, out string, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Train, rep.TrainTime = trep, time.Since(t0)
-	rep.ShardMemory = build.AddMemory(tr, min(o.ShardRows, src.Rows))
+	shardRows := max(build.ShardAlign, o.ShardRows/build.ShardAlign*build.ShardAlign)
+	shards := shardsOf(docs, src.Rows, shardRows)
+	rep.Shards = len(shards)
+	rep.ShardMemory = build.AddMemory(tr, min(shardRows, src.Rows))
 	trained := filepath.Join(o.Work, "trained.faiss")
 	if err := tr.WriteFile(ctx, trained); err != nil {
 		return nil, err
@@ -201,27 +205,14 @@ func (o Options) withDefaults(out string) Options {
 	return o
 }
 
-// shardsOf cuts every file of the vector path into shards of at most rows
-// rows, numbered across the collection.
-func shardsOf(path string, rows int) ([]Shard, error) {
-	files, err := faissio.VectorFiles(path)
-	if err != nil {
-		return nil, err
-	}
+// shardsOf cuts the n rows of the collection at docs into shards of rows
+// rows (the last may be shorter).
+func shardsOf(docs string, n, rows int) []Shard {
 	var shards []Shard
-	var first int64
-	for _, f := range files {
-		src, err := faissio.OpenSource(f)
-		if err != nil {
-			return nil, err
-		}
-		for start := 0; start < src.Rows; start += rows {
-			end := min(start+rows, src.Rows)
-			shards = append(shards, Shard{Index: len(shards), Path: f, Start: start, End: end, FirstID: first + int64(start)})
-		}
-		first += int64(src.Rows)
+	for start := 0; start < n; start += rows {
+		shards = append(shards, Shard{Index: len(shards), Docs: docs, Start: start, End: min(start+rows, n)})
 	}
-	return shards, nil
+	return shards
 }
 
 // pipeline is encode (the shards dealt to o.Workers branches), merge by
@@ -289,7 +280,15 @@ func (f *encodeFn) ProcessElement(ctx context.Context, s Shard, emit func(Part))
 	if err := injectedFailure(f.Work, s.Index); err != nil {
 		return err
 	}
-	src, err := faissio.OpenSource(s.Path)
+	if d, err := time.ParseDuration(os.Getenv("DISTILLVQ_TEST_SHARD_DELAY")); err == nil {
+		// For the tests that stop a pipeline while it runs.
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	src, err := faissio.OpenSource(s.Docs)
 	if err != nil {
 		return err
 	}
@@ -298,11 +297,11 @@ func (f *encodeFn) ProcessElement(ctx context.Context, s Shard, emit func(Part))
 	}
 	ids := make([]int64, src.Rows)
 	for i := range ids {
-		ids[i] = s.FirstID + int64(i)
+		ids[i] = int64(s.Start + i)
 	}
 	part, err := f.tr.Add(ctx, src, ids, nil)
 	if err != nil {
-		return fmt.Errorf("shard %d (%s rows %d-%d): %w", s.Index, s.Path, s.Start, s.End, err)
+		return fmt.Errorf("shard %d (rows %d-%d): %w", s.Index, s.Start, s.End, err)
 	}
 	if err := faissio.WriteIVFFile(ctx, path, part, nil); err != nil {
 		return err

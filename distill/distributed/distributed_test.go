@@ -55,7 +55,8 @@ func writeShards(t *testing.T, docs string) string {
 }
 
 // TestPrismEqualsBuild runs the distributed build on Prism with four
-// workers over four shards of unequal sizes: the file must be byte-identical
+// workers over a collection in four files of unequal sizes, cut into shards
+// of 4,096 rows (ShardAlign) across them: the file must be byte-identical
 // to build.Run's of the whole set, for k-means IVFPQ and IVFFlat and a
 // distilled IVFPQ, on the embedded set and siftsmall. A shard whose first
 // attempt fails is redone by a second run of the pipeline, which keeps the
@@ -99,7 +100,7 @@ func TestPrismEqualsBuild(t *testing.T) {
 				if c.name == "kmeans-ivfpq" {
 					t.Setenv("DISTILLVQ_TEST_FAIL_SHARD", "2")
 				}
-				rep, err := distributed.Build(ctx, shards, out, distributed.Options{Build: c.o, Workers: 4, Execute: runPrism})
+				rep, err := distributed.Build(ctx, shards, out, distributed.Options{Build: c.o, Workers: 4, ShardRows: 4096, Execute: runPrism})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -114,8 +115,8 @@ func TestPrismEqualsBuild(t *testing.T) {
 				if c.name == "kmeans-ivfpq" {
 					wantAttempts = 2
 				}
-				if rep.Shards != 4 || rep.Attempts != wantAttempts {
-					t.Errorf("%d shards in %d attempts, want 4 in %d", rep.Shards, rep.Attempts, wantAttempts)
+				if want := (rep.Rows + 4095) / 4096; rep.Shards != want || rep.Attempts != wantAttempts {
+					t.Errorf("%d shards in %d attempts, want %d in %d", rep.Shards, rep.Attempts, want, wantAttempts)
 				}
 				t.Logf("%d shards, %d attempt(s), worker memory %d MiB, pipeline %.1fs", rep.Shards, rep.Attempts, rep.ShardMemory>>20, rep.Pipeline.Seconds())
 			})
