@@ -1237,10 +1237,11 @@ type beamReport struct {
 
 // distMerge is one `distillvq merge` process.
 type distMerge struct {
-	Label    string    `json:"label"`
-	Vectors  int       `json:"vectors"`
-	Parts    int       `json:"parts"`
-	PartRows int       `json:"rows_per_part"`
+	Label   string `json:"label"`
+	Vectors int    `json:"vectors"`
+	Parts   int    `json:"parts"`
+	// PartRows are the parts' vector counts, in the order merged.
+	PartRows []int64   `json:"part_rows"`
 	Args     []string  `json:"args"`
 	Process  benchProc `json:"process"`
 	Bytes    int64     `json:"output_bytes"`
@@ -1273,11 +1274,13 @@ type distSection struct {
 	// build's; Difference says how they differ when they do.
 	Identical  bool      `json:"identical"`
 	Difference *distDiff `json:"difference,omitempty"`
-	// Worker is `distillvq add` of the first shard with the pipeline's
-	// trained index; WorkerPartIdentical says whether its part equals the
-	// pipeline's part of that shard.
-	Worker              distStep `json:"worker_add"`
-	WorkerPartIdentical bool     `json:"worker_part_identical"`
+	// PrismParts are the vector counts of the pipeline's parts (its shards
+	// start at multiples of build.ShardAlign rows, so --shard-rows is
+	// rounded down to one).
+	PrismParts []int64 `json:"prism_part_rows"`
+	// Worker is `distillvq add` of the first file (a shard of ShardRows
+	// rows) with the pipeline's trained index.
+	Worker distStep `json:"worker_add"`
 	// SliceAdds encode the first shard as distSlices parts, for the small
 	// merge.
 	SliceAdds []distStep  `json:"slice_adds"`
@@ -1399,7 +1402,6 @@ func runDistSection(t *testing.T, bin, dir, folder string) *distSection {
 	s.Worker.Encode, s.Worker.Bytes = addTime(t, out), size(worker)
 	s.Worker.VectorsPerSec = perSec(s.ShardRows, s.Worker.Encode)
 	logStep(s.Worker)
-	s.WorkerPartIdentical = sameFile(t, worker, filepath.Join(prismWork, "parts", "part-000000.faiss"))
 
 	// 4. Merge at the first shard's size (distSlices parts) and at all of
 	// them (the pipeline's parts).
@@ -1432,8 +1434,9 @@ for i in range(k):
 	for i := range s.Prism.Shards {
 		big = append(big, filepath.Join(prismWork, "parts", fmt.Sprintf("part-%06d.faiss", i)))
 	}
-	merge := func(label string, parts []string, rows, perPart int, out, against string) distMerge {
-		m := distMerge{Label: label, Vectors: rows, Parts: len(parts), PartRows: perPart,
+	s.PrismParts = ntotals(t, big)
+	merge := func(label string, parts []string, rows int, out, against string) distMerge {
+		m := distMerge{Label: label, Vectors: rows, Parts: len(parts), PartRows: ntotals(t, parts),
 			Args: append([]string{"merge", "-o", out}, parts...), IdenticalTo: against}
 		m.Process, _ = runBenchProc(t, nil, bin, m.Args...)
 		m.Bytes = size(out)
@@ -1443,8 +1446,8 @@ for i in range(k):
 		return m
 	}
 	s.Merges = []distMerge{
-		merge(countString(s.ShardRows), small, s.ShardRows, s.ShardRows/distSlices, path("merged-small.faiss"), filepath.Join(prismWork, "parts", "part-000000.faiss")),
-		merge(countString(s.N), big, s.N, s.ShardRows, path("merged-all.faiss"), prism),
+		merge(countString(s.ShardRows), small, s.ShardRows, path("merged-small.faiss"), worker),
+		merge(countString(s.N), big, s.N, path("merged-all.faiss"), prism),
 	}
 	s.MergeRSSRatio = float64(s.Merges[1].Process.MaxRSS) / float64(s.Merges[0].Process.MaxRSS)
 
@@ -1559,6 +1562,35 @@ func diffIVF(t *testing.T, a, b string, docs *faissio.Source) *distDiff {
 	return d
 }
 
+// ntotals are the vector counts of IVF files.
+func ntotals(t *testing.T, paths []string) []int64 {
+	t.Helper()
+	var n []int64
+	for _, p := range paths {
+		f, err := faissio.OpenIVFFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = append(n, f.Ntotal())
+		f.Close()
+	}
+	return n
+}
+
+// layout writes part sizes as runs: "10 x 999424 + 1 x 5760".
+func layout(rows []int64) string {
+	var runs []string
+	for i := 0; i < len(rows); {
+		j := i
+		for j < len(rows) && rows[j] == rows[i] {
+			j++
+		}
+		runs = append(runs, fmt.Sprintf("%d x %d", j-i, rows[i]))
+		i = j
+	}
+	return strings.Join(runs, " + ")
+}
+
 // addTime reads `distillvq add`'s own encode time from its output line
 // ("wrote P: N vectors (N added, ids A..B) in 12.34s").
 func addTime(t *testing.T, out []byte) time.Duration {
@@ -1654,23 +1686,25 @@ func writeDistSection(md *strings.Builder, s *distSection) {
 		"Options, every build and step: `%s`. Each command is its own process, run one after the other (CPU s = user + system, all threads; peak RSS = the process's VmHWM; load = 1-minute load average before / after; others' CPU = the CPU time the rest of the machine used meanwhile, /proc/stat's busy time minus the process's own, the harness's sampling of /proc included).\n",
 		s.Docs, s.N, s.D, s.Files, s.ShardRows, s.Queries, s.NQ, strings.Join(s.Options, " "))
 
-	md.WriteString("\n### Builds and a worker\n\n| run | vectors | train s | encode s | encode vectors/s | process wall s | CPU s | peak RSS MiB | load | others' CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
-	row := func(st distStep, train string) {
-		fmt.Fprintf(md, "| %s | %d | %s | %.1f | %.0f | %.1f | %.1f | %.0f | %.2f / %.2f | %.1f |\n", st.Label, st.Vectors, train, st.Encode.Seconds(), st.VectorsPerSec,
+	md.WriteString("\n### Builds and a worker\n\n| run | vectors | read s | train s | encode s | encode vectors/s | process wall s | CPU s | peak RSS MiB | load | others' CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
+	row := func(st distStep, read, train string) {
+		fmt.Fprintf(md, "| %s | %d | %s | %s | %.1f | %.0f | %.1f | %.1f | %.0f | %.2f / %.2f | %.1f |\n", st.Label, st.Vectors, read, train, st.Encode.Seconds(), st.VectorsPerSec,
 			st.Process.Wall.Seconds(), st.Process.CPU.Seconds(), mib(st.Process.MaxRSS), st.Process.Load1[0], st.Process.Load1[1], st.Process.OthersCPU.Seconds())
 	}
-	row(s.Single, fmt.Sprintf("%.1f", s.SingleReport.Fit.Seconds()))
-	row(s.PrismBuild, fmt.Sprintf("%.1f", s.Prism.TrainTime.Seconds()))
-	row(s.Worker, "-")
-	fmt.Fprintf(md, "\nEncode: %s; %s; %s. The Prism process holds the launcher (its training) and Prism's in-process workers, %d at once",
-		s.Single.EncodeScope, s.PrismBuild.EncodeScope, s.Worker.EncodeScope, s.Workers)
+	row(s.Single, fmt.Sprintf("%.1f", s.SingleReport.Read.Seconds()), fmt.Sprintf("%.1f", s.SingleReport.Fit.Seconds()))
+	row(s.PrismBuild, fmt.Sprintf("%.1f", s.Prism.Train.Read.Seconds()), fmt.Sprintf("%.1f", s.Prism.Train.Fit.Seconds()))
+	row(s.Worker, "-", "-")
+	fmt.Fprintf(md, "\nRead and train: each build report's read_ns (reading the training sample) and train_ns; the Prism launcher's whole training step (its report's train_ns: read and train) took %.1f s. Encode: %s; %s; %s.",
+		s.Prism.TrainTime.Seconds(), s.Single.EncodeScope, s.PrismBuild.EncodeScope, s.Worker.EncodeScope)
+	fmt.Fprintf(md, " The Prism process holds the launcher (its training) and Prism's in-process workers, %d at once", s.Workers)
 	if len(s.PrismChildren) > 0 {
 		fmt.Fprintf(md, " (it also started %d process(es), whose memory is not in its peak: %s)", len(s.PrismChildren), strings.Join(s.PrismChildren, "; "))
 	} else {
 		md.WriteString(" (it started no other process)")
 	}
-	fmt.Fprintf(md, "; %d shards of %d rows, %d attempt(s). The worker is `distillvq add` of `%s` with the pipeline's trained index.\n\n",
-		s.Prism.Shards, s.ShardRows, s.Prism.Attempts, filepath.Base(s.Worker.Args[4]))
+	fmt.Fprintf(md, "; `--shard-rows %d` gave %d shards (%s rows: shards start at multiples of build.ShardAlign = %d rows), %d attempt(s). "+
+		"The worker is `distillvq add` of `%s` (%d rows, ids from 0) with the pipeline's trained index (`trained.faiss` of its work folder).\n\n",
+		s.ShardRows, s.Prism.Shards, layout(s.PrismParts), build.ShardAlign, s.Prism.Attempts, filepath.Base(s.Worker.Args[4]), s.Worker.Vectors)
 	fmt.Fprintf(md, "- Prism's file identical to build's: **identical: %v** (%d bytes)", s.Identical, s.PrismBuild.Bytes)
 	if d := s.Difference; d != nil {
 		fmt.Fprintf(md, "; centroids and codebooks equal: %v; documents in another list: **%d** of %d, in the same list with another code: %d", d.SameTraining, d.Moved, s.N, d.Recoded)
@@ -1687,18 +1721,17 @@ func writeDistSection(md *strings.Builder, s *distSection) {
 		}
 	}
 	md.WriteString("\n")
-	fmt.Fprintf(md, "- the worker's part identical to the pipeline's part of the same shard: %v\n", s.WorkerPartIdentical)
-	fmt.Fprintf(md, "- a worker's memory for one shard of %d rows: planned (shard_memory_bytes) **%.0f MiB**, measured peak RSS of the add process **%.0f MiB** (%.2fx the plan)\n",
-		s.ShardRows, mib(s.Prism.ShardMemory), mib(s.Worker.Process.MaxRSS), float64(s.Worker.Process.MaxRSS)/float64(s.Prism.ShardMemory))
+	fmt.Fprintf(md, "- a worker's memory: planned for the pipeline's shards of %d rows (shard_memory_bytes) **%.0f MiB**, measured peak RSS of the add process of %d rows **%.0f MiB** (%.2fx the plan)\n",
+		s.PrismParts[0], mib(s.Prism.ShardMemory), s.Worker.Vectors, mib(s.Worker.Process.MaxRSS), float64(s.Worker.Process.MaxRSS)/float64(s.Prism.ShardMemory))
 	fmt.Fprintf(md, "- the Prism build's wall / build's: %.2fx; encode throughput, pipeline / build's add: %.2fx\n",
 		s.PrismBuild.Process.Wall.Seconds()/s.Single.Process.Wall.Seconds(), s.PrismBuild.VectorsPerSec/s.Single.VectorsPerSec)
 
 	md.WriteString("\n### Merge: peak RSS against the number of vectors\n\n")
-	fmt.Fprintf(md, "`distillvq merge` (default workers: one per CPU), each its own process. %s: the first shard encoded as %d parts by `distillvq add` (slices written as float16 .npy, with the pipeline's trained index); %s: the pipeline's %d parts.\n\n",
+	fmt.Fprintf(md, "`distillvq merge` (default workers: one per CPU), each its own process. %s: the first file's documents encoded as %d parts by `distillvq add` (slices written as float16 .npy, with the pipeline's trained index), compared with the worker's part of the same rows; %s: the pipeline's %d parts, compared with its file.\n\n",
 		countString(s.Merges[0].Vectors), s.Merges[0].Parts, countString(s.Merges[1].Vectors), s.Merges[1].Parts)
 	md.WriteString("| merge | vectors | parts x rows | output MiB | wall s | CPU s | peak RSS MiB | output identical to | load | others' CPU s |\n|---|---:|---|---:|---:|---:|---:|---|---|---:|\n")
 	for _, m := range s.Merges {
-		fmt.Fprintf(md, "| %s | %d | %d x %d | %.0f | %.2f | %.2f | %.0f | `%s`: %v | %.2f / %.2f | %.2f |\n", m.Label, m.Vectors, m.Parts, m.PartRows, mib(m.Bytes),
+		fmt.Fprintf(md, "| %s | %d | %s | %.0f | %.2f | %.2f | %.0f | `%s`: %v | %.2f / %.2f | %.2f |\n", m.Label, m.Vectors, layout(m.PartRows), mib(m.Bytes),
 			m.Process.Wall.Seconds(), m.Process.CPU.Seconds(), mib(m.Process.MaxRSS), filepath.Base(m.IdenticalTo), m.Identical, m.Process.Load1[0], m.Process.Load1[1],
 			m.Process.OthersCPU.Seconds())
 	}

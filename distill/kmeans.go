@@ -2,9 +2,9 @@ package distill
 
 import (
 	"context"
-	"math/bits"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"sync"

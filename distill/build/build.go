@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -550,7 +551,7 @@ func sampleIndices(n, k int, seed uint64) []int {
 // encodeAll assigns every document to its nearest list and encodes it, a
 // block at a time so progress can be shown.
 func encodeAll(ctx context.Context, model *distill.Model, docs faissio.Matrix, progress func(string, int, int)) ([]int64, []byte, error) {
-	block := encodeBlock(model.Nlist, docs.Cols)
+	block := encodeBlock(docs.Cols)
 	lists := make([]int64, 0, docs.Rows)
 	codes := make([]byte, 0, docs.Rows*model.CodeSize())
 	for i := 0; i < docs.Rows; i += block {
@@ -575,10 +576,18 @@ func assignEncode(ctx context.Context, model *distill.Model, x faissio.Matrix) (
 }
 
 // encodeBlock is the number of rows encoded at once: at most 65536, and
-// fewer when the block and its distances to the centroids would pass
-// 64 MiB, but always a multiple of ShardAlign.
-func encodeBlock(nlist, d int) int {
-	return max(ShardAlign, min(1<<16, (16<<20)/(nlist+d))/ShardAlign*ShardAlign)
+// fewer when the block and its rotated copy would pass 64 MiB, but always a
+// multiple of ShardAlign. The list assignment scores a block by pieces of
+// at most 2^21 scores per goroutine, so nlist does not bound it; many
+// 4096-row pieces per block keep every core encoding.
+func encodeBlock(d int) int {
+	return max(ShardAlign, min(1<<16, (64<<20)/(8*d))/ShardAlign*ShardAlign)
+}
+
+// blockBytes is what encoding holds besides its results: a block, its
+// rotated copy and, per goroutine, one piece of list scores.
+func blockBytes(n int64, d int) int64 {
+	return min(n, int64(encodeBlock(d)))*int64(d)*8 + int64(runtime.GOMAXPROCS(0))*(8<<20)
 }
 
 // ShardAlign is the alignment of a shard whose documents are encoded

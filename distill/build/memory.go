@@ -42,7 +42,8 @@ const maxDistillDocs = 1<<31 - 1
 //
 // What is counted: the ids, list numbers and codes of every document, the
 // writer's ordering of them by list (faissio.WriteIVF), one encoding block
-// with its scores against the centroids, the centroids. The k-means trainer
+// with its rotated copy and the list scores in progress, the centroids.
+// The k-means trainer
 // reads a training sample (FAISS's 256 points per centroid and per
 // codeword, or TrainSize) and streams the documents; when the default
 // sample would not fit, it shrinks to what does, down to FAISS's minimum of
@@ -72,7 +73,7 @@ func planMemory(o Options, cfg distill.Config, n, d int) (memoryPlan, error) {
 	}
 	rows = min(rows, N)
 	fixed := int64(baseBytes) + N*(8+8+4) + N*codeSize +
-		min(N, int64(encodeBlock(cfg.Nlist, d)))*(2*D+nlist)*4 + nlist*D*4
+		blockBytes(N, d) + nlist*D*4
 	if o.Train == FAISS {
 		fixed += N*(codeSize+8) + nlist*int64(cfg.M)*ksub*4
 	}
@@ -145,15 +146,15 @@ func planMemory(o Options, cfg distill.Config, n, d int) (memoryPlan, error) {
 // distributed build by. It counts the trained index (centroids, codebooks,
 // encoding weight, the held documents' lists), each document's id, list
 // and code and the writer's ordering of them, one encoding block with its
-// scores against the centroids, and the headroom the build's own plan
-// keeps (15%).
+// rotated copy and the list scores in progress, and the headroom the
+// build's own plan keeps (15%).
 func AddMemory(t *Trained, rows int) int64 {
 	m := t.Model
 	N, D, nlist := int64(rows), int64(m.D), int64(m.Nlist)
 	codeSize := int64(m.CodeSize())
 	live := int64(baseBytes) + nlist*D*4 + int64(len(m.Codebooks)+len(m.EncodeWeight)+len(t.Rotation))*4 +
 		int64(len(t.held))*48 + N*(8+8+4+codeSize) +
-		min(N, int64(encodeBlock(m.Nlist, m.D)))*(3*D+nlist)*4
+		blockBytes(N, m.D)
 	return live * 20 / 17
 }
 

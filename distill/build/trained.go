@@ -84,7 +84,7 @@ func (t *Trained) Add(ctx context.Context, docs *faissio.Source, ids []int64, pr
 // (ids nil: none).
 func (t *Trained) encodeSource(ctx context.Context, src *faissio.Source, ids []int64, progress func(string, int, int)) ([]int64, []byte, error) {
 	model := t.Model
-	block := encodeBlock(model.Nlist, src.Cols)
+	block := encodeBlock(src.Cols)
 	lists := make([]int64, 0, src.Rows)
 	codes := make([]byte, 0, src.Rows*model.CodeSize())
 	buf := make([]float32, min(block, src.Rows)*src.Cols)

@@ -71,9 +71,10 @@ type Options struct {
 	// Work is the folder of the trained index, parts and segments;
 	// default: OUTPUT.work beside the output.
 	Work string
-	// ShardRows is the most rows of one shard (default 1,048,576, rounded
-	// down to a multiple of build.ShardAlign, at least one): the unit a
-	// worker encodes at once, and so its memory (ShardMemory).
+	// ShardRows is the rows of one shard (default 1,048,576, rounded to
+	// the nearest multiple of build.ShardAlign, at least one; the last
+	// shard takes what is left): the unit a worker encodes at once, and so
+	// its memory (ShardMemory).
 	ShardRows int
 	// Workers is the number of independent branches the shards are dealt
 	// to (default 1): runners with one bundle per stage, as Prism, run that
@@ -156,7 +157,9 @@ func Build(ctx context.Context, docs, out string, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Train, rep.TrainTime = trep, time.Since(t0)
-	shardRows := max(build.ShardAlign, o.ShardRows/build.ShardAlign*build.ShardAlign)
+	// The nearest multiple of the alignment, so that 10^6 rows make shards
+	// of 1,003,520 rather than 999,424 and a small remainder.
+	shardRows := max(build.ShardAlign, (o.ShardRows+build.ShardAlign/2)/build.ShardAlign*build.ShardAlign)
 	shards := shardsOf(docs, src.Rows, shardRows)
 	rep.Shards = len(shards)
 	rep.ShardMemory = build.AddMemory(tr, min(shardRows, src.Rows))
