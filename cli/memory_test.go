@@ -3,7 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,40 +51,46 @@ func TestStreamedBuildEqualsWholeRead(t *testing.T) {
 	args := []string{"build", "--train", "kmeans", "--nlist", "64", "--m", "20"}
 	whole, sharded := filepath.Join(dir, "whole.faiss"), filepath.Join(dir, "sharded.faiss")
 	mustRun(t, append(args, "--docs", gloveDocs, "-o", whole)...)
-	mustRun(t, append(args, "--docs", shards, "-o", sharded)...)
+	full := filepath.Join(dir, "full.json")
+	mustRun(t, append(args, "--docs", shards, "--report-json", full, "-o", sharded)...)
 	a, _ := os.ReadFile(whole)
 	b, _ := os.ReadFile(sharded)
 	if len(a) == 0 || !bytes.Equal(a, b) {
 		t.Errorf("sharded float16 build differs from the whole-file build (%d and %d bytes)", len(a), len(b))
 	}
 
-	small, rep := filepath.Join(dir, "small.faiss"), filepath.Join(dir, "r.json")
-	mustRun(t, append(args, "--docs", shards, "--max-memory", "166MiB", "--report-json", rep, "-o", small)...)
+	// A bound 2 MiB below the whole sample's plan (the plan's least and
+	// most differ by about 8 MiB here) must shrink the sample.
 	var r buildReport
-	js, _ := os.ReadFile(rep)
-	if err := json.Unmarshal(js, &r); err != nil {
-		t.Fatal(err)
+	readBuildReport(t, full, &r)
+	bound := r.MemoryPlan - 2<<20
+	small, rep := filepath.Join(dir, "small.faiss"), filepath.Join(dir, "r.json")
+	mustRun(t, append(args, "--docs", shards, "--max-memory", fmt.Sprint(bound), "--report-json", rep, "-o", small)...)
+	readBuildReport(t, rep, &r)
+	if r.TrainRows >= docs.Rows || r.TrainRows < 39*64 || r.MemoryPlan > bound {
+		t.Errorf("%d-byte bound: %d training rows, plan %d bytes", bound, r.TrainRows, r.MemoryPlan)
 	}
-	if r.TrainRows >= docs.Rows || r.TrainRows < 39*64 || r.MemoryPlan > 166<<20 {
-		t.Errorf("166 MiB bound: %d training rows, plan %d bytes", r.TrainRows, r.MemoryPlan)
-	}
-	t.Logf("166 MiB bound: %d training rows of %d", r.TrainRows, docs.Rows)
+	t.Logf("%d-byte bound: %d training rows of %d", bound, r.TrainRows, docs.Rows)
 }
 
 // TestDistillOnSampleWithinMemory bounds memory so that the distillation
-// learns from half the documents: the index still holds them all and still
+// learns from a sample of the documents: the index still holds them all and still
 // beats FAISS's own training.
 func TestDistillOnSampleWithinMemory(t *testing.T) {
 	dir := t.TempDir()
 	ours, theirs, rep := filepath.Join(dir, "ours.faiss"), filepath.Join(dir, "faiss.faiss"), filepath.Join(dir, "r.json")
-	args := []string{"build", "--docs", gloveDocs, "--nlist", "128", "--m", "20"}
-	out := mustRun(t, append(args, "--queries", gloveDir+"/train-queries.npy", "--epochs", "3", "--max-memory", "172MiB", "--report-json", rep, "-o", ours)...)
-	mustRun(t, append(args, "--train", "faiss", "-o", theirs)...)
+	args := []string{"build", "--docs", gloveDocs, "--nlist", "128", "--m", "20", "--queries", gloveDir + "/train-queries.npy"}
+	// The whole collection's plan, from a one-epoch build; holding every
+	// document costs about 4 MiB more than streaming them, so a bound
+	// 1 MiB below it must make the distillation learn from a sample.
+	mustRun(t, append(args, "--epochs", "1", "--report-json", rep, "-o", ours)...)
 	var r buildReport
-	js, _ := os.ReadFile(rep)
-	if err := json.Unmarshal(js, &r); err != nil {
-		t.Fatal(err)
-	}
+	readBuildReport(t, rep, &r)
+	bound := r.MemoryPlan - 1<<20
+	out := mustRun(t, append(args, "--epochs", "3", "--max-memory", fmt.Sprint(bound), "--report-json", rep, "-o", ours)...)
+	mustRun(t, append(args[:len(args)-2], "--train", "faiss", "-o", theirs)...)
+	r = buildReport{}
+	readBuildReport(t, rep, &r)
 	if r.DistillDocs == 0 || r.DistillDocs >= r.N || !strings.Contains(out, "distilled on") {
 		t.Fatalf("no sampled distillation: %+v\n%s", r, out)
 	}

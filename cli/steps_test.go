@@ -206,7 +206,7 @@ func TestMergeAndAddRefuse(t *testing.T) {
 	}{
 		{[]string{"merge", "-o", out, p0, alien}, 1, "alien.faiss was trained differently from "},
 		{[]string{"merge", "-o", out, p0, cut}, 1, "cut.faiss"},
-		{[]string{"merge", "-o", out, p0, dup}, 1, "id 20 is in both"},
+		{[]string{"merge", "-o", out, p0, dup}, 1, "p0.faiss and " + dup},
 		{[]string{"merge", "-o", out}, 2, "merge"},
 		{[]string{"add", "--index", p0, "--docs", shards[0], "--first-id", "0", "-o", out}, 1, "is already in the index"},
 		{[]string{"add", "--index", trained, "--docs", q3, "-o", out}, 1, "d=3"},
@@ -216,6 +216,13 @@ func TestMergeAndAddRefuse(t *testing.T) {
 		code, _, errs := run(t, c.args...)
 		if code != c.code || !strings.Contains(errs, c.want) || strings.Count(errs, "\n") != 1 {
 			t.Errorf("%v: exit %d, %q; want exit %d and one line with %q", c.args[:1], code, errs, c.code, c.want)
+		}
+		// The duplicate named must be one of the ids both parts hold.
+		if c.args[len(c.args)-1] == dup {
+			var id int
+			if _, err := fmt.Sscanf(errs, "distillvq: merge: id %d is in both", &id); err != nil || id < 5 || id >= cuts[1] {
+				t.Errorf("merge names id %d (%v), not one in [5, %d): %q", id, err, cuts[1], errs)
+			}
 		}
 	}
 	if _, err := os.Stat(out); err == nil {

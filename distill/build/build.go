@@ -584,10 +584,13 @@ func encodeBlock(d int) int {
 	return max(ShardAlign, min(1<<16, (64<<20)/(8*d))/ShardAlign*ShardAlign)
 }
 
-// blockBytes is what encoding holds besides its results: a block, its
-// rotated copy and, per goroutine, one piece of list scores.
-func blockBytes(n int64, d int) int64 {
-	return min(n, int64(encodeBlock(d)))*int64(d)*8 + int64(runtime.GOMAXPROCS(0))*(8<<20)
+// blockBytes is what encoding n documents of d dimensions into nlist lists
+// holds besides its results: a block, its rotated copy and, per goroutine,
+// one piece of list scores (at most 4096 rows and 2^21 scores, as the
+// list assignment cuts them).
+func blockBytes(n int64, d, nlist int) int64 {
+	piece := min(n, int64(max(32, min(4096, (1<<21)/max(nlist, 1))))) * int64(nlist) * 4
+	return min(n, int64(encodeBlock(d)))*int64(d)*8 + int64(runtime.GOMAXPROCS(0))*piece
 }
 
 // ShardAlign is the alignment of a shard whose documents are encoded

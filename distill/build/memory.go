@@ -73,7 +73,7 @@ func planMemory(o Options, cfg distill.Config, n, d int) (memoryPlan, error) {
 	}
 	rows = min(rows, N)
 	fixed := int64(baseBytes) + N*(8+8+4) + N*codeSize +
-		blockBytes(N, d) + nlist*D*4
+		blockBytes(N, d, cfg.Nlist) + nlist*D*4
 	if o.Train == FAISS {
 		fixed += N*(codeSize+8) + nlist*int64(cfg.M)*ksub*4
 	}
@@ -154,7 +154,7 @@ func AddMemory(t *Trained, rows int) int64 {
 	codeSize := int64(m.CodeSize())
 	live := int64(baseBytes) + nlist*D*4 + int64(len(m.Codebooks)+len(m.EncodeWeight)+len(t.Rotation))*4 +
 		int64(len(t.held))*48 + N*(8+8+4+codeSize) +
-		blockBytes(N, m.D)
+		blockBytes(N, m.D, m.Nlist)
 	return live * 20 / 17
 }
 
