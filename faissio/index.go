@@ -7,7 +7,8 @@ package faissio
 // no file carries it. ReadIndex followed by WriteIndex reproduces a file
 // FAISS wrote byte for byte.
 
-// Index is one FAISS index: *Flat, *PQ, *IVFFlat, *IVFPQ or *PreTransform.
+// Index is one FAISS index: *Flat, *PQ, *PQFastScan, *IVFFlat, *IVFPQ,
+// *IVFPQFastScan, *HNSWFlat or *PreTransform.
 // The set is closed, so that WriteIndex can always write what it is given.
 type Index interface {
 	// IndexHeader returns the fields every FAISS index stores.
@@ -105,6 +106,76 @@ type IVFPQ struct {
 	PQ         ProductQuantizer
 }
 
+// FastScanBlock is the vectors per block of FAISS's FastScan indexes (bbs,
+// the SIMD scan's block size): what its factory strings and constructors
+// use unless told otherwise.
+const FastScanBlock = 32
+
+// PQFastScan is IndexPQFastScan (IPfs): 4-bit PQ codes packed in blocks of
+// Bbs vectors, the layout FAISS's SIMD scan reads (PackFastScan).
+type PQFastScan struct {
+	Header
+	PQ ProductQuantizer // Nbits 4
+
+	// Implem and Qbs are search settings FAISS stores (0: its defaults);
+	// Bbs is the block size, a multiple of 32.
+	Implem, Bbs, Qbs int32
+	Ntotal2          int64 // Ntotal rounded up to a multiple of Bbs
+	M2               int64 // PQ.M rounded up to even
+
+	// Codes holds Ntotal2*M2/2 bytes: the codes of the Ntotal vectors,
+	// packed by PackFastScan, zero past them.
+	Codes []byte
+}
+
+// IVFPQFastScan is IndexIVFPQFastScan (IwPf): an IVF whose lists hold
+// 4-bit PQ codes packed per list in blocks of Bbs vectors (FAISS's
+// BlockInvertedLists, "ilbl"): list i's Codes are
+// ceil(len(IDs)/Bbs)*Bbs*M2/2 bytes, the list's codes packed by
+// PackFastScan, zero past them.
+type IVFPQFastScan struct {
+	IVF
+	// ByResidual: the PQ encodes residuals from the list centroids. FAISS's
+	// factory string IVF{n},PQ{M}x4fs leaves it false, IVF{n},PQ{M}x4fsr
+	// sets it.
+	ByResidual bool
+	CodeSize   int64 // PQ.CodeSize(), the bytes of a vector's codes before packing, as FAISS stores it
+	Bbs        int32
+	M2         int64
+	Implem     int32
+	Qbs2       int64
+	PQ         ProductQuantizer // Nbits 4
+
+	// The block lists' own header: the code size they record (FAISS
+	// writes InvertedLists::INVALID_CODE_SIZE, 2^64-1), vectors per block
+	// (Bbs) and bytes per block (Bbs*M2/2).
+	ListsCodeSize        uint64
+	NPerBlock, BlockSize uint64
+}
+
+// HNSWFlat is IndexHNSWFlat (IHNf): an HNSW graph over the vectors of
+// Storage, a *Flat of the same dimension and metric. As an IVF's coarse
+// quantizer it holds the list centroids.
+type HNSWFlat struct {
+	Header
+	HNSW    HNSW
+	Storage Index
+}
+
+// HNSW is faiss::HNSW, the graph, field for field as write_HNSW stores it.
+type HNSW struct {
+	AssignProbas         []float64 // probability of each level
+	CumNNeighborPerLevel []int32   // neighbours per vector, cumulated over levels
+	Levels               []int32   // level+1 of each vector
+	Offsets              []uint64  // where each vector's neighbours start in Neighbors (Ntotal+1)
+	Neighbors            []int32   // -1 marks an unused slot
+	EntryPoint           int32
+	MaxLevel             int32
+	EfConstruction       int32
+	EfSearch             int32 // the search's default beam width
+	UpperBeam            int32
+}
+
 // PreTransform is IndexPreTransform (IxPT): vectors go through Chain, in
 // order, before reaching Index. Its Header.D is the input dimension.
 type PreTransform struct {
@@ -159,11 +230,14 @@ func (ix *IVFFlat) CodeSize() int { return 4 * ix.D }
 // CodeSize is the bytes per vector in the lists of an IVFPQ.
 func (ix *IVFPQ) CodeSize() int { return ix.PQ.CodeSize() }
 
-func (ix *Flat) fourcc() string      { return flatFourcc(ix.Metric) }
-func (*PQ) fourcc() string           { return "IxPq" }
-func (*IVFFlat) fourcc() string      { return "IwFl" }
-func (*IVFPQ) fourcc() string        { return "IwPQ" }
-func (*PreTransform) fourcc() string { return "IxPT" }
+func (ix *Flat) fourcc() string       { return flatFourcc(ix.Metric) }
+func (*PQ) fourcc() string            { return "IxPq" }
+func (*PQFastScan) fourcc() string    { return "IPfs" }
+func (*IVFPQFastScan) fourcc() string { return "IwPf" }
+func (*HNSWFlat) fourcc() string      { return "IHNf" }
+func (*IVFFlat) fourcc() string       { return "IwFl" }
+func (*IVFPQ) fourcc() string         { return "IwPQ" }
+func (*PreTransform) fourcc() string  { return "IxPT" }
 
 // flatFourcc is the fourcc FAISS picks for an IndexFlat from its metric.
 func flatFourcc(m Metric) string {
@@ -190,6 +264,12 @@ func ClassName(ix Index) string {
 		return "IndexFlat"
 	case *PQ:
 		return "IndexPQ"
+	case *PQFastScan:
+		return "IndexPQFastScan"
+	case *IVFPQFastScan:
+		return "IndexIVFPQFastScan"
+	case *HNSWFlat:
+		return "IndexHNSWFlat"
 	case *IVFFlat:
 		return "IndexIVFFlat"
 	case *IVFPQ:

@@ -34,6 +34,18 @@ type IVFParams struct {
 	// Codebooks holds the PQ centroids in FAISS's order [M][2^Nbits][D/M].
 	Codebooks []float32
 
+	// FastScan makes the index an IndexIVFPQFastScan (IwPf; Nbits must be
+	// 4), its lists packed in blocks of FastScanBlock vectors; Codes stay in
+	// the plain PQ layout here. NoResidual (FastScan only) encodes the
+	// vectors themselves rather than their residuals from the list
+	// centroids, as FAISS's IVF{n},PQ{M}x4fs does by default.
+	FastScan, NoResidual bool
+
+	// HNSW, when not nil, makes the coarse quantizer an IndexHNSWFlat over
+	// the centroids with this graph (FAISS builds it: the cgo package's
+	// BuildHNSW) instead of an IndexFlat.
+	HNSW *HNSW
+
 	// Lists and IDs give the list number and the id of each vector.
 	Lists []int64
 	IDs   []int64
