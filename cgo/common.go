@@ -74,6 +74,12 @@ type FAISSParams struct {
 	Seed   int // k-means seed of both the coarse quantizer and the PQ, and the OPQ seed (see TrainOPQ)
 	Niter  int // k-means iterations; 0 keeps FAISS's default, 25
 
+	// Factory, when set, is the index part of a FAISS factory string
+	// ("IVF1024,PQ16x4fs", "IVF1024_HNSW32,PQ16", "PQ16", "PQ16x4fs"):
+	// FAISS builds that index with index_factory and trains it, with Seed
+	// and Niter, and Nlist, Nbits are not used (M is still OPQ's).
+	Factory string
+
 	// OPQ puts FAISS's OPQ rotation (OPQMatrix(D, M), FAISS's defaults)
 	// before the IVFPQ index, as index_factory(d, "OPQ{M},IVF{nlist},PQ{M}x{nbits}")
 	// does. It needs M > 0. Niter does not reach the OPQ training, which
@@ -143,4 +149,20 @@ type Info struct {
 	CodeSize   int
 	ByResidual bool
 	ListSizes  []int64 // vectors per list; nil if not an IVF index
+	Quantizer  string  // an IVF index's coarse quantizer class, e.g. "IndexFlatIP", "IndexHNSWFlat"
+	EfSearch   int     // the stored efSearch of an HNSW coarse quantizer
+}
+
+// HNSWParams are the settings of an HNSW graph FAISS builds: M neighbours
+// per vector (2M on level 0), the beam widths of construction and of
+// search (the efSearch stored with the index).
+type HNSWParams struct {
+	M, EfConstruction, EfSearch int
+}
+
+// SearchParams are per-search settings: the lists an IVF index probes and,
+// when EfSearch > 0, the beam width of its HNSW coarse quantizer (0 keeps
+// the efSearch stored with the index).
+type SearchParams struct {
+	Nprobe, EfSearch int
 }

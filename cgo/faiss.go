@@ -16,11 +16,13 @@ package faiss
 import "C"
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -95,20 +97,101 @@ func ptr[T any](s []T) unsafe.Pointer {
 // With p.Rotation the IVF index is wrapped in an IndexPreTransform that
 // rotates documents and queries first, as FAISS's "OPQ{M},IVF..." indexes
 // do, and that owns it; FAISS writes the rotation as it writes a trained
-// OPQMatrix.
+// OPQMatrix. With p.FastScan FAISS converts the IndexIVFPQ to an
+// IndexIVFPQFastScan (its IndexIVFPQFastScan(const IndexIVFPQ&, 32)
+// constructor); with p.HNSW the coarse quantizer is an IndexHNSWFlat
+// holding that graph over the centroids.
 func NewIVF(p IVFParams) (*Index, error) {
 	if err := p.Check(); err != nil {
 		return nil, fmt.Errorf("faiss: new IVF index: %w", err)
 	}
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	g := cHNSW(p.HNSW, &pin)
 	var out *C.dvq_index
 	msg := C.dvq_new_ivf(C.int32_t(p.D), C.int32_t(p.Metric), C.int64_t(p.Nlist),
 		(*C.float)(ptr(p.Centroids)), C.int32_t(p.M), C.int32_t(p.Nbits), (*C.float)(ptr(p.Codebooks)),
 		C.int64_t(len(p.Lists)), (*C.int64_t)(ptr(p.Lists)), (*C.int64_t)(ptr(p.IDs)), (*C.uint8_t)(ptr(p.Codes)),
-		(*C.float)(ptr(p.Rotation)), &out)
+		(*C.float)(ptr(p.Rotation)), C.int32_t(cbool(p.FastScan)), C.int32_t(cbool(!p.NoResidual)), g, &out)
 	if err := cError(msg, "new IVF index"); err != nil {
 		return nil, err
 	}
 	return newIndex(out)
+}
+
+// cHNSW describes g to C, borrowing its slices (pinned by pin), or is nil.
+func cHNSW(g *faissio.HNSW, pin *runtime.Pinner) *C.dvq_hnsw {
+	if g == nil {
+		return nil
+	}
+	c := &C.dvq_hnsw{
+		n_assign_probas:           C.int64_t(len(g.AssignProbas)),
+		n_cum_nneighbor_per_level: C.int64_t(len(g.CumNNeighborPerLevel)),
+		n_levels:                  C.int64_t(len(g.Levels)),
+		n_offsets:                 C.int64_t(len(g.Offsets)),
+		n_neighbors:               C.int64_t(len(g.Neighbors)),
+		entry_point:               C.int32_t(g.EntryPoint),
+		max_level:                 C.int32_t(g.MaxLevel),
+		ef_construction:           C.int32_t(g.EfConstruction),
+		ef_search:                 C.int32_t(g.EfSearch),
+		upper_beam:                C.int32_t(g.UpperBeam),
+	}
+	pinned := func(p unsafe.Pointer) unsafe.Pointer {
+		if p != nil {
+			pin.Pin(p)
+		}
+		return p
+	}
+	c.assign_probas = (*C.double)(pinned(ptr(g.AssignProbas)))
+	c.cum_nneighbor_per_level = (*C.int32_t)(pinned(ptr(g.CumNNeighborPerLevel)))
+	c.levels = (*C.int32_t)(pinned(ptr(g.Levels)))
+	c.offsets = (*C.uint64_t)(pinned(ptr(g.Offsets)))
+	c.neighbors = (*C.int32_t)(pinned(ptr(g.Neighbors)))
+	return c
+}
+
+// BuildHNSW lets FAISS build IndexHNSWFlat(d, M, metric) over the rows of
+// x (an IVF's centroids) and returns its graph. It inserts on one thread,
+// so the same rows and settings always give the same graph.
+func BuildHNSW(metric faissio.Metric, x faissio.Matrix, p HNSWParams) (*faissio.HNSW, error) {
+	err := func() error {
+		if err := checkMetric(metric); err != nil {
+			return err
+		}
+		if x.Rows < 1 || x.Cols < 1 {
+			return fmt.Errorf("%d x %d vectors", x.Rows, x.Cols)
+		}
+		if err := checkMatrix("vectors", x, x.Cols); err != nil {
+			return err
+		}
+		if p.M < 2 || p.M > 1<<16 || p.EfConstruction < 1 || p.EfSearch < 1 || p.EfConstruction > math.MaxInt32 || p.EfSearch > math.MaxInt32 {
+			return fmt.Errorf("HNSW M %d, efConstruction %d, efSearch %d out of range", p.M, p.EfConstruction, p.EfSearch)
+		}
+		return nil
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("faiss: build HNSW: %w", err)
+	}
+	var c C.dvq_hnsw
+	msg := C.dvq_build_hnsw(C.int32_t(x.Cols), C.int32_t(metric), C.int64_t(x.Rows), (*C.float)(ptr(x.Data)),
+		C.int32_t(p.M), C.int32_t(p.EfConstruction), C.int32_t(p.EfSearch), &c)
+	defer C.dvq_hnsw_free(&c)
+	if err := cError(msg, "build HNSW"); err != nil {
+		return nil, err
+	}
+	g := &faissio.HNSW{
+		AssignProbas:         slices.Clone(unsafe.Slice((*float64)(unsafe.Pointer(c.assign_probas)), int(c.n_assign_probas))),
+		CumNNeighborPerLevel: slices.Clone(unsafe.Slice((*int32)(unsafe.Pointer(c.cum_nneighbor_per_level)), int(c.n_cum_nneighbor_per_level))),
+		Levels:               slices.Clone(unsafe.Slice((*int32)(unsafe.Pointer(c.levels)), int(c.n_levels))),
+		Offsets:              slices.Clone(unsafe.Slice((*uint64)(unsafe.Pointer(c.offsets)), int(c.n_offsets))),
+		Neighbors:            slices.Clone(unsafe.Slice((*int32)(unsafe.Pointer(c.neighbors)), int(c.n_neighbors))),
+		EntryPoint:           int32(c.entry_point),
+		MaxLevel:             int32(c.max_level),
+		EfConstruction:       int32(c.ef_construction),
+		EfSearch:             int32(c.ef_search),
+		UpperBeam:            int32(c.upper_beam),
+	}
+	return g, nil
 }
 
 // NewFlat returns an exact IndexFlatIP or IndexFlatL2 holding the rows of x
@@ -142,6 +225,9 @@ func NewFlat(metric faissio.Metric, x faissio.Matrix) (*Index, error) {
 // 1234 reproduces index_factory's, whose OPQ always uses 1234.
 func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index, error) {
 	err := func() error {
+		if p.Factory != "" {
+			p.Nlist = 1 // the factory string holds the shape, FAISS checks it
+		}
 		if err := checkIVFShape(p.D, p.Metric, p.Nlist); err != nil {
 			return err
 		}
@@ -171,6 +257,9 @@ func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index,
 	if err != nil {
 		return nil, fmt.Errorf("faiss: train: %w", err)
 	}
+	if p.Factory != "" {
+		return trainFactory(p, train, docs, ids)
+	}
 	var out *C.dvq_index
 	msg := C.dvq_train(C.int32_t(p.D), C.int32_t(p.Metric), C.int64_t(p.Nlist), C.int32_t(p.M), C.int32_t(p.Nbits),
 		C.int32_t(p.Seed), C.int32_t(p.Niter), C.int32_t(cbool(p.OPQ)),
@@ -178,6 +267,49 @@ func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index,
 		C.int64_t(docs.Rows), (*C.float)(ptr(docs.Data)), (*C.int64_t)(ptr(ids)),
 		&out)
 	if err := cError(msg, "train"); err != nil {
+		return nil, err
+	}
+	return newIndex(out)
+}
+
+// trainFactory trains index_factory(p.D, p.Factory, p.Metric) with p's
+// seed and iterations (FAISS's defaults otherwise), behind p.OPQ's
+// rotation, and adds docs.
+func trainFactory(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index, error) {
+	key := C.CString(p.Factory)
+	defer C.free(unsafe.Pointer(key))
+	var out *C.dvq_index
+	msg := C.dvq_train_factory(C.int32_t(p.D), C.int32_t(p.Metric), key,
+		C.int32_t(p.Seed), C.int32_t(p.Niter), C.int32_t(cbool(p.OPQ)), C.int32_t(p.M),
+		C.int64_t(train.Rows), (*C.float)(ptr(train.Data)),
+		C.int64_t(docs.Rows), (*C.float)(ptr(docs.Data)), (*C.int64_t)(ptr(ids)),
+		&out)
+	if err := cError(msg, "train %s", p.Factory); err != nil {
+		return nil, err
+	}
+	return newIndex(out)
+}
+
+// Serialize returns the bytes FAISS's write_index writes for ix.
+func (ix *Index) Serialize() ([]byte, error) {
+	if ix.p == nil {
+		return nil, errClosed
+	}
+	var data *C.uint8_t
+	var n C.int64_t
+	msg := C.dvq_serialize(ix.p, &data, &n)
+	runtime.KeepAlive(ix)
+	defer C.free(unsafe.Pointer(data))
+	if err := cError(msg, "serialize"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n))), nil
+}
+
+// Deserialize reads an index from the bytes of a file, as read_index does.
+func Deserialize(b []byte) (*Index, error) {
+	var out *C.dvq_index
+	if err := cError(C.dvq_deserialize((*C.uint8_t)(ptr(b)), C.int64_t(len(b)), &out), "deserialize"); err != nil {
 		return nil, err
 	}
 	return newIndex(out)
@@ -235,6 +367,13 @@ func TrainOPQ(x faissio.Matrix, M int, seed int) ([]float32, error) {
 // lists, given to FAISS per call so that concurrent searches do not
 // interfere; other indexes ignore nprobe.
 func (ix *Index) Search(q faissio.Matrix, k, nprobe int) (dist []float32, labels []int64, err error) {
+	return ix.SearchWith(q, k, SearchParams{Nprobe: nprobe})
+}
+
+// SearchWith is Search with all of p. FAISS 1.7.3's FastScan IVF indexes
+// take no per-call parameters, so their searches set nprobe and efSearch
+// on the index for the call, one call at a time.
+func (ix *Index) SearchWith(q faissio.Matrix, k int, p SearchParams) (dist []float32, labels []int64, err error) {
 	if ix.p == nil {
 		return nil, nil, errClosed
 	}
@@ -244,13 +383,16 @@ func (ix *Index) Search(q faissio.Matrix, k, nprobe int) (dist []float32, labels
 	if k < 1 {
 		return nil, nil, fmt.Errorf("faiss: search: k %d, want at least 1", k)
 	}
+	if p.EfSearch < 0 || p.EfSearch > math.MaxInt32 {
+		return nil, nil, fmt.Errorf("faiss: search: efSearch %d out of range", p.EfSearch)
+	}
 	dist = make([]float32, q.Rows*k)
 	labels = make([]int64, q.Rows*k)
 	if q.Rows == 0 {
 		return dist, labels, nil
 	}
-	msg := C.dvq_search(ix.p, C.int64_t(q.Rows), (*C.float)(ptr(q.Data)), C.int64_t(k), C.int64_t(nprobe),
-		(*C.float)(ptr(dist)), (*C.int64_t)(ptr(labels)))
+	msg := C.dvq_search(ix.p, C.int64_t(q.Rows), (*C.float)(ptr(q.Data)), C.int64_t(k), C.int64_t(p.Nprobe),
+		C.int32_t(p.EfSearch), (*C.float)(ptr(dist)), (*C.int64_t)(ptr(labels)))
 	runtime.KeepAlive(ix)
 	if err := cError(msg, "search"); err != nil {
 		return nil, nil, err
@@ -302,6 +444,8 @@ func (ix *Index) Info() (Info, error) {
 		Nbits:      int(ci.nbits),
 		CodeSize:   int(ci.code_size),
 		ByResidual: ci.by_residual != 0,
+		Quantizer:  C.GoString(&ci.quantizer_name[0]),
+		EfSearch:   int(ci.ef_search),
 	}
 	if ci.is_ivf != 0 {
 		info.ListSizes = make([]int64, info.Nlist)
@@ -326,6 +470,18 @@ func (ix *Index) IVFParams() (IVFParams, error) {
 	info, err := ix.Info()
 	if err != nil {
 		return IVFParams{}, err
+	}
+	if info.Type == "IndexIVFPQFastScan" || info.Quantizer != "" && info.Quantizer != "IndexFlatIP" && info.Quantizer != "IndexFlatL2" && info.Quantizer != "IndexFlat" {
+		// Kinds the shim does not take apart: FAISS's bytes, read by faissio.
+		b, err := ix.Serialize()
+		if err != nil {
+			return IVFParams{}, err
+		}
+		x, err := faissio.ReadIndex(bytes.NewReader(b))
+		if err != nil {
+			return IVFParams{}, fmt.Errorf("faiss: IVF parameters: %w", err)
+		}
+		return faissio.IVFParamsOf(x)
 	}
 	pre := info.Type == "IndexPreTransform"
 	if info.ListSizes == nil || info.Type != "IndexIVFFlat" && info.Type != "IndexIVFPQ" && !pre {

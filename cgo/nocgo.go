@@ -3,6 +3,7 @@
 package faiss
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -56,6 +57,37 @@ func TrainOPQ(x faissio.Matrix, M int, seed int) ([]float32, error) {
 // Search needs FAISS, so it fails without cgo.
 func (ix *Index) Search(q faissio.Matrix, k, nprobe int) (dist []float32, labels []int64, err error) {
 	return nil, nil, fmt.Errorf("faiss: search: %w", ErrNoFAISS)
+}
+
+// SearchWith needs FAISS, so it fails without cgo.
+func (ix *Index) SearchWith(q faissio.Matrix, k int, p SearchParams) (dist []float32, labels []int64, err error) {
+	return nil, nil, fmt.Errorf("faiss: search: %w", ErrNoFAISS)
+}
+
+// BuildHNSW needs FAISS's HNSW, so it fails without cgo.
+func BuildHNSW(metric faissio.Metric, x faissio.Matrix, p HNSWParams) (*faissio.HNSW, error) {
+	return nil, fmt.Errorf("faiss: build HNSW: %w", ErrNoFAISS)
+}
+
+// Serialize writes the index with faissio's writer.
+func (ix *Index) Serialize() ([]byte, error) {
+	if ix.ix == nil {
+		return nil, errClosed
+	}
+	var b bytes.Buffer
+	if err := faissio.WriteIndex(&b, ix.ix); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Deserialize reads an index with faissio's reader.
+func Deserialize(b []byte) (*Index, error) {
+	ix, err := faissio.ReadIndex(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return &Index{ix: ix}, nil
 }
 
 // ReadIndex reads an index file with faissio's reader.

@@ -16,9 +16,15 @@
 #include <omp.h>
 
 #include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexIVFPQFastScan.h>
+#include <faiss/IndexPQ.h>
+#include <faiss/IndexPQFastScan.h>
+#include <faiss/index_factory.h>
+#include <faiss/impl/io.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/VectorTransform.h>
 #include <faiss/impl/FaissAssert.h>
@@ -107,24 +113,113 @@ faiss::IndexFlat* new_quantizer(int32_t d, int32_t metric) {
 	return new faiss::IndexFlatL2(d);
 }
 
-// search_nprobe searches ix, giving nprobe to the first IVF index on the
-// way down; the index itself is never modified, so concurrent calls are safe.
+// fastscan_mu serialises searches of FastScan indexes: FAISS 1.7.3's
+// IndexIVFFastScan takes no search parameters, so nprobe and the
+// quantizer's efSearch are set on the index itself for the call.
+std::mutex fastscan_mu;
+
+// set_ef sets an HNSW quantizer's efSearch, returning the old value (or -1
+// when q is not HNSW).
+int set_ef(faiss::Index* q, int ef) {
+	auto h = dynamic_cast<faiss::IndexHNSW*>(q);
+	if (h == nullptr) {
+		return -1;
+	}
+	int old = h->hnsw.efSearch;
+	h->hnsw.efSearch = ef;
+	return old;
+}
+
+// search_nprobe searches ix, giving nprobe (and, when ef > 0, the HNSW
+// coarse quantizer's efSearch) to the first IVF index on the way down.
+// Other indexes are never modified, so concurrent calls are safe; FastScan
+// IVF indexes are searched one call at a time.
 void search_nprobe(const faiss::Index* ix, idx_t n, const float* x, idx_t k,
-		idx_t nprobe, float* dist, idx_t* labels) {
+		idx_t nprobe, int32_t ef, float* dist, idx_t* labels) {
+	if (auto fs = dynamic_cast<const faiss::IndexIVFFastScan*>(ix)) {
+		FAISS_THROW_IF_NOT_MSG(nprobe >= 1, "nprobe must be at least 1");
+		std::lock_guard<std::mutex> lock(fastscan_mu);
+		auto m = const_cast<faiss::IndexIVFFastScan*>(fs);
+		size_t old = m->nprobe;
+		int old_ef = ef > 0 ? set_ef(m->quantizer, ef) : -1;
+		m->nprobe = size_t(nprobe);
+		try {
+			m->search(n, x, k, dist, labels);
+		} catch (...) {
+			m->nprobe = old;
+			if (old_ef >= 0) set_ef(m->quantizer, old_ef);
+			throw;
+		}
+		m->nprobe = old;
+		if (old_ef >= 0) set_ef(m->quantizer, old_ef);
+		return;
+	}
 	if (auto ivf = dynamic_cast<const faiss::IndexIVF*>(ix)) {
 		FAISS_THROW_IF_NOT_MSG(nprobe >= 1, "nprobe must be at least 1");
 		faiss::SearchParametersIVF params;
 		params.nprobe = size_t(nprobe);
+		faiss::SearchParametersHNSW hp;
+		if (ef > 0 && dynamic_cast<const faiss::IndexHNSW*>(ivf->quantizer) != nullptr) {
+			hp.efSearch = ef;
+			params.quantizer_params = &hp;
+		}
 		ivf->search(n, x, k, dist, labels, &params);
 		return;
 	}
 	if (auto pt = dynamic_cast<const faiss::IndexPreTransform*>(ix)) {
 		const float* xt = pt->apply_chain(n, x);
 		std::unique_ptr<const float[]> del(xt == x ? nullptr : xt);
-		search_nprobe(pt->index, n, xt, k, nprobe, dist, labels);
+		search_nprobe(pt->index, n, xt, k, nprobe, ef, dist, labels);
 		return;
 	}
 	ix->search(n, x, k, dist, labels);
+}
+
+// copy_out returns a malloc'd copy of v, or NULL when v is empty.
+template <typename T, typename U>
+U* copy_out(const std::vector<T>& v) {
+	static_assert(sizeof(T) == sizeof(U), "element sizes differ");
+	if (v.empty()) {
+		return nullptr;
+	}
+	U* p = static_cast<U*>(std::malloc(v.size() * sizeof(U)));
+	if (p == nullptr) {
+		throw std::bad_alloc();
+	}
+	std::memcpy(p, v.data(), v.size() * sizeof(U));
+	return p;
+}
+
+// fill_hnsw sets h's graph from g, as read_index would.
+void fill_hnsw(faiss::HNSW& h, const dvq_hnsw& g) {
+	h.assign_probas.assign(g.assign_probas, g.assign_probas + g.n_assign_probas);
+	h.cum_nneighbor_per_level.assign(g.cum_nneighbor_per_level, g.cum_nneighbor_per_level + g.n_cum_nneighbor_per_level);
+	h.levels.assign(g.levels, g.levels + g.n_levels);
+	h.offsets.assign(g.offsets, g.offsets + g.n_offsets);
+	h.neighbors.assign(g.neighbors, g.neighbors + g.n_neighbors);
+	h.entry_point = g.entry_point;
+	h.max_level = g.max_level;
+	h.efConstruction = g.ef_construction;
+	h.efSearch = g.ef_search;
+	h.upper_beam = g.upper_beam;
+}
+
+// new_coarse is the coarse quantizer of nlist centroids: an IndexFlat of
+// the metric, or with hnsw an IndexHNSWFlat holding that graph.
+faiss::Index* new_coarse(int32_t d, int32_t metric, int64_t nlist, const float* centroids, const dvq_hnsw* hnsw) {
+	if (hnsw == nullptr) {
+		// The quantizer must learn its centroids through add: filling its
+		// storage directly leaves ntotal at 0 and every search fails.
+		std::unique_ptr<faiss::IndexFlat> q(new_quantizer(d, metric));
+		q->add(nlist, centroids);
+		return q.release();
+	}
+	FAISS_THROW_IF_NOT_MSG(hnsw->n_levels == nlist, "HNSW graph and centroids differ in size");
+	std::unique_ptr<faiss::IndexHNSWFlat> h(new faiss::IndexHNSWFlat(d, 32, metric_type(metric)));
+	h->storage->add(nlist, centroids);
+	fill_hnsw(h->hnsw, *hnsw);
+	h->ntotal = nlist;
+	return h.release();
 }
 
 // class_name is the C++ class name without the faiss:: qualifiers.
@@ -198,13 +293,12 @@ extern "C" {
 char* dvq_new_ivf(int32_t d, int32_t metric, int64_t nlist, const float* centroids,
 		int32_t m, int32_t nbits, const float* codebooks,
 		int64_t n, const int64_t* lists, const int64_t* ids, const uint8_t* codes,
-		const float* rotation, dvq_index** out) {
+		const float* rotation, int32_t fastscan, int32_t by_residual, const dvq_hnsw* hnsw,
+		dvq_index** out) {
 	return guard([&] {
 		*out = nullptr;
-		// The quantizer must learn its centroids through add: filling its
-		// storage directly leaves ntotal at 0 and every search fails.
-		std::unique_ptr<faiss::IndexFlat> q(new_quantizer(d, metric));
-		q->add(nlist, centroids);
+		FAISS_THROW_IF_NOT_MSG(!fastscan || (m > 0 && nbits == 4), "FastScan needs 4-bit PQ");
+		std::unique_ptr<faiss::Index> q(new_coarse(d, metric, nlist, centroids, hnsw));
 
 		std::unique_ptr<faiss::IndexIVF> ivf;
 		faiss::IndexIVFPQ* pq = nullptr;
@@ -219,6 +313,7 @@ char* dvq_new_ivf(int32_t d, int32_t metric, int64_t nlist, const float* centroi
 			pq->pq.transposed_centroids.clear();
 			pq->pq.centroids_sq_lengths.clear();
 			pq->do_polysemous_training = false;
+			pq->by_residual = by_residual != 0 || !fastscan;
 		}
 		ivf->own_fields = true;
 		q.release();
@@ -264,6 +359,16 @@ char* dvq_new_ivf(int32_t d, int32_t metric, int64_t nlist, const float* centroi
 		if (pq != nullptr) {
 			pq->precompute_table();
 		}
+		if (fastscan) {
+			// FAISS's own conversion packs each list into blocks of 32.
+			// It shares the quantizer and keeps a pointer to the old
+			// lists, which die with the IndexIVFPQ.
+			std::unique_ptr<faiss::IndexIVFPQFastScan> fs(new faiss::IndexIVFPQFastScan(*pq, 32));
+			fs->orig_invlists = nullptr;
+			ivf->own_fields = false;
+			fs->own_fields = true;
+			ivf.reset(fs.release());
+		}
 		if (rotation == nullptr) {
 			*out = handle(ivf.release());
 			return;
@@ -279,6 +384,125 @@ char* dvq_new_ivf(int32_t d, int32_t metric, int64_t nlist, const float* centroi
 		lt->set_is_orthonormal();  // as read_index does; enables reverse_transform
 		std::unique_ptr<faiss::VectorTransform> vt(lt.release());
 		*out = handle(with_transform(vt, ivf).release());
+	});
+}
+
+char* dvq_build_hnsw(int32_t d, int32_t metric, int64_t n, const float* x,
+		int32_t m, int32_t ef_construction, int32_t ef_search, dvq_hnsw* out) {
+	std::memset(out, 0, sizeof(*out));
+	return guard([&] {
+		faiss::IndexHNSWFlat h(d, m, metric_type(metric));
+		h.hnsw.efConstruction = ef_construction;
+		h.hnsw.efSearch = ef_search;
+		// One thread: FAISS inserts concurrently with locks otherwise, and
+		// the graph then depends on the threads' timing.
+		omp_set_num_threads(1);
+		h.add(n, x);
+		omp_set_num_threads(omp_default);
+		const faiss::HNSW& g = h.hnsw;
+		out->assign_probas = copy_out<double, double>(g.assign_probas);
+		out->n_assign_probas = int64_t(g.assign_probas.size());
+		out->cum_nneighbor_per_level = copy_out<int, int32_t>(g.cum_nneighbor_per_level);
+		out->n_cum_nneighbor_per_level = int64_t(g.cum_nneighbor_per_level.size());
+		out->levels = copy_out<int, int32_t>(g.levels);
+		out->n_levels = int64_t(g.levels.size());
+		out->offsets = copy_out<size_t, uint64_t>(g.offsets);
+		out->n_offsets = int64_t(g.offsets.size());
+		out->neighbors = copy_out<faiss::HNSW::storage_idx_t, int32_t>(g.neighbors);
+		out->n_neighbors = int64_t(g.neighbors.size());
+		out->entry_point = g.entry_point;
+		out->max_level = g.max_level;
+		out->ef_construction = g.efConstruction;
+		out->ef_search = g.efSearch;
+		out->upper_beam = g.upper_beam;
+	});
+}
+
+void dvq_hnsw_free(dvq_hnsw* h) {
+	std::free(h->assign_probas);
+	std::free(h->cum_nneighbor_per_level);
+	std::free(h->levels);
+	std::free(h->offsets);
+	std::free(h->neighbors);
+	std::memset(h, 0, sizeof(*h));
+}
+
+char* dvq_train_factory(int32_t d, int32_t metric, const char* key,
+		int32_t seed, int32_t niter, int32_t opq, int32_t opq_m,
+		int64_t ntrain, const float* train,
+		int64_t n, const float* docs, const int64_t* ids,
+		dvq_index** out) {
+	return guard([&] {
+		*out = nullptr;
+		std::unique_ptr<faiss::Index> ix(faiss::index_factory(d, key, metric_type(metric)));
+		// The seeds and iterations every trainer here takes, set where
+		// index_factory leaves FAISS's defaults.
+		auto set_cp = [&](faiss::ClusteringParameters& cp) {
+			cp.seed = seed;
+			if (niter > 0) {
+				cp.niter = niter;
+			}
+		};
+		if (auto ivf = dynamic_cast<faiss::IndexIVF*>(ix.get())) {
+			set_cp(ivf->cp);
+		}
+		if (auto p = dynamic_cast<faiss::IndexIVFPQ*>(ix.get())) {
+			p->do_polysemous_training = false;
+			set_cp(p->pq.cp);
+		} else if (auto p = dynamic_cast<faiss::IndexIVFPQFastScan*>(ix.get())) {
+			set_cp(p->pq.cp);
+		} else if (auto p = dynamic_cast<faiss::IndexPQ*>(ix.get())) {
+			p->do_polysemous_training = false;
+			set_cp(p->pq.cp);
+		} else if (auto p = dynamic_cast<faiss::IndexPQFastScan*>(ix.get())) {
+			set_cp(p->pq.cp);
+		}
+		bool has_ids = dynamic_cast<faiss::IndexIVF*>(ix.get()) != nullptr;
+		FAISS_THROW_IF_NOT_MSG(has_ids || ids == nullptr, "this index numbers its vectors itself: no ids");
+		auto fill = [&](faiss::Index* top) {
+			if (n == 0) {
+				return;
+			}
+			if (has_ids) {
+				top->add_with_ids(n, docs, ids);
+			} else {
+				top->add(n, docs);
+			}
+		};
+		if (opq == 0) {
+			ix->train(ntrain, train);
+			fill(ix.get());
+			*out = handle(ix.release());
+			return;
+		}
+		std::unique_ptr<faiss::OPQMatrix> o(new faiss::OPQMatrix(d, opq_m));
+		train_opq(*o, ntrain, train, seed);
+		std::unique_ptr<faiss::VectorTransform> vt(o.release());
+		std::unique_ptr<faiss::IndexPreTransform> pt(new faiss::IndexPreTransform(vt.release(), ix.release()));
+		pt->own_fields = true;
+		pt->train(ntrain, train);
+		fill(pt.get());
+		*out = handle(pt.release());
+	});
+}
+
+char* dvq_serialize(const dvq_index* ix, uint8_t** data, int64_t* size) {
+	*data = nullptr;
+	*size = 0;
+	return guard([&] {
+		faiss::VectorIOWriter w;
+		faiss::write_index(idx(ix), &w);
+		*data = copy_out<uint8_t, uint8_t>(w.data);
+		*size = int64_t(w.data.size());
+	});
+}
+
+char* dvq_deserialize(const uint8_t* data, int64_t size, dvq_index** out) {
+	return guard([&] {
+		*out = nullptr;
+		faiss::VectorIOReader r;
+		r.data.assign(data, data + size);
+		*out = handle(faiss::read_index(&r));
 	});
 }
 
@@ -355,8 +579,8 @@ char* dvq_train_opq(int32_t d, int32_t m, int32_t seed, int64_t n, const float* 
 }
 
 char* dvq_search(const dvq_index* ix, int64_t n, const float* x, int64_t k, int64_t nprobe,
-		float* dist, int64_t* labels) {
-	return guard([&] { search_nprobe(idx(ix), n, x, k, nprobe, dist, labels); });
+		int32_t ef, float* dist, int64_t* labels) {
+	return guard([&] { search_nprobe(idx(ix), n, x, k, nprobe, ef, dist, labels); });
 }
 
 char* dvq_read(const char* path, dvq_index** out) {
@@ -395,6 +619,28 @@ char* dvq_info_get(const dvq_index* ix, dvq_info* out) {
 				out->nbits = int32_t(pq->pq.nbits);
 				out->by_residual = pq->by_residual;
 			}
+			if (auto fs = dynamic_cast<const faiss::IndexIVFPQFastScan*>(ivf)) {
+				out->m = int32_t(fs->pq.M);
+				out->nbits = int32_t(fs->pq.nbits);
+				out->by_residual = fs->by_residual;
+				out->code_size = int64_t(fs->pq.code_size);
+			}
+			if (ivf->quantizer != nullptr) {
+				std::string q = type_name(ivf->quantizer);
+				std::strncpy(out->quantizer_name, q.c_str(), sizeof out->quantizer_name - 1);
+				if (auto h = dynamic_cast<const faiss::IndexHNSW*>(ivf->quantizer)) {
+					out->ef_search = h->hnsw.efSearch;
+				}
+			}
+		}
+		if (auto pq = dynamic_cast<const faiss::IndexPQ*>(x)) {
+			out->m = int32_t(pq->pq.M);
+			out->nbits = int32_t(pq->pq.nbits);
+		}
+		if (auto fs = dynamic_cast<const faiss::IndexPQFastScan*>(x)) {
+			out->m = int32_t(fs->pq.M);
+			out->nbits = int32_t(fs->pq.nbits);
+			out->code_size = int64_t(fs->pq.code_size);
 		}
 	});
 }

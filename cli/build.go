@@ -106,11 +106,15 @@ func trainFlags(output string) []ucli.Flag {
 		&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16/float64), a folder or glob of .npy shards, or .fvecs", Required: true},
 		&ucli.StringFlag{Name: "ids", Usage: "optional .npy of int64 ids, one per document (default 0..n-1)"},
 		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: output, Required: true},
-		&ucli.StringFlag{Name: "index", Value: "ivfpq", Usage: "index type: ivfpq or ivfflat"},
+		&ucli.StringFlag{Name: "index", Value: "ivfpq", Usage: "index type: ivfpq, ivfflat, ivfpqfs (4-bit FastScan IVFPQ), pq or pqfs (PQ and FastScan PQ without IVF)"},
+		&ucli.StringFlag{Name: "quantizer", Value: "flat", Usage: "coarse quantizer of the IVF kinds: flat, or hnsw (an HNSW graph FAISS builds over the learned centroids)"},
+		&ucli.IntFlag{Name: "hnsw-m", Value: build.DefaultHNSWM, Usage: "neighbours per centroid in the HNSW quantizer's graph"},
+		&ucli.IntFlag{Name: "ef-construction", Value: build.DefaultEfConstruction, Usage: "the HNSW quantizer's build beam"},
+		&ucli.IntFlag{Name: "ef-search", Value: build.DefaultEfSearch, Usage: "the HNSW quantizer's search beam, stored in the index (FAISS widens it to nprobe)"},
 		&ucli.StringFlag{Name: "metric", Value: "ip", Usage: "ip (inner product) or l2"},
 		&ucli.IntFlag{Name: "nlist", HideDefault: true, Usage: "number of inverted lists (default 4*sqrt(n), at most n/39)"},
 		&ucli.IntFlag{Name: "m", HideDefault: true, Usage: "PQ sub-quantizers; must divide d (default: the largest divisor of d that is at most min(64, d/4))"},
-		&ucli.IntFlag{Name: "nbits", Value: build.DefaultNbits, Usage: "bits per PQ code, 1..8"},
+		&ucli.IntFlag{Name: "nbits", Value: build.DefaultNbits, Usage: "bits per PQ code, 1..8 (FastScan: 4)"},
 		&ucli.StringFlag{Name: "train", Value: "distill", Usage: "trainer: distill (Distill-VQ from the dense teacher), kmeans (ours, FAISS-style) or faiss (FAISS's own, for comparison)"},
 		&ucli.IntFlag{Name: "train-size", HideDefault: true, Usage: "documents sampled for training (default: 256 per centroid and per PQ codeword, as FAISS)"},
 		&ucli.IntFlag{Name: "niter", Value: build.DefaultNiter, Usage: "k-means iterations"},
@@ -132,6 +136,7 @@ func trainFlags(output string) []ucli.Flag {
 		&ucli.StringFlag{Name: "loss", Category: "distillation", Value: "listnet", Usage: "listnet, kl, mse, margin-mse or ranknet"},
 		&ucli.StringFlag{Name: "ivf-loss", Category: "distillation", Value: "list", Usage: "list (softmax over all lists) or doc (the paper's doc-level loss)"},
 		&ucli.FloatFlag{Name: "temperature", Category: "distillation", Value: 0.2, Usage: "softmax temperature, in units of the median spread of the teacher's top-k scores"},
+		&ucli.BoolFlag{Name: "quantize-lut", Category: "distillation", Usage: "score the inner-product student with look-up tables rounded to 8 bits, as FAISS's FastScan search does"},
 		&ucli.FloatFlag{Name: "ivf-weight", Category: "distillation", HideDefault: true, Usage: "weight of the IVF loss (default: scaled to the PQ loss on the first batch)"},
 		&ucli.IntFlag{Name: "epochs", Category: "distillation", Value: distill.DefaultEpochs, Usage: "passes over the training queries"},
 		&ucli.IntFlag{Name: "batch", Category: "distillation", Value: 256, Usage: "queries per step"},
@@ -208,12 +213,25 @@ func buildOptionsFrom(c *ucli.Command) (build.Options, error) {
 	if o.MaxMemory, err = parseBytes(c.String("max-memory")); err != nil {
 		return o, fmt.Errorf("--max-memory: %w", err)
 	}
+	if o.Quantizer, err = build.ParseQuantizer(c.String("quantizer")); err != nil {
+		return o, err
+	}
 	o.Nlist, o.M, o.Nbits = c.Int("nlist"), c.Int("m"), c.Int("nbits")
-	if o.Index == build.IVFPQ && (o.Nbits < 1 || o.Nbits > 8) {
+	fastScan := o.Index == build.IVFPQFastScan || o.Index == build.PQFastScan
+	if fastScan && !c.IsSet("nbits") {
+		o.Nbits = 0 // FastScan's only size, 4
+	}
+	if o.Index != build.IVFFlat && !fastScan && (o.Nbits < 1 || o.Nbits > 8) {
 		return o, fmt.Errorf("--nbits %d outside 1..8", o.Nbits)
 	}
 	if o.Index == build.IVFFlat {
 		o.M, o.Nbits = 0, 0 // no PQ
+	}
+	if o.Quantizer == build.HNSWQuantizer {
+		o.HNSWM, o.EfConstruction, o.EfSearch = c.Int("hnsw-m"), c.Int("ef-construction"), c.Int("ef-search")
+		if o.EfSearch < 1 || o.EfConstruction < 1 {
+			return o, fmt.Errorf("--ef-search %d, --ef-construction %d must be at least 1", o.EfSearch, o.EfConstruction)
+		}
 	}
 	if o.Niter = c.Int("niter"); o.Niter < 1 {
 		return o, fmt.Errorf("--niter %d must be at least 1", o.Niter)
@@ -224,7 +242,7 @@ func buildOptionsFrom(c *ucli.Command) (build.Options, error) {
 		PseudoQueries: c.Int("pseudo-queries"), Val: c.Int("val"), TopK: c.Int("topk"),
 		TopKSample: c.Int("topk-sample"), RefreshEvery: c.Int("refresh-every"), InBatch: c.Int("in-batch"),
 		Temperature: c.Float("temperature"), IVFWeight: c.Float("ivf-weight"), Epochs: c.Int("epochs"), Batch: c.Int("batch"),
-		LRIVF: c.Float("lr-ivf"), LRPQ: c.Float("lr-pq"),
+		LRIVF: c.Float("lr-ivf"), LRPQ: c.Float("lr-pq"), QuantizeLUT: c.Bool("quantize-lut"),
 	}
 	if dc.Negatives, err = distill.ParseNegatives(c.String("negatives")); err != nil {
 		return o, err
@@ -287,7 +305,7 @@ func runBuild(ctx context.Context, e *env, p *progress, src *faissio.Source, o b
 	}
 	r := buildReport{Report: *rep, Output: out.index}
 	t0 := time.Now()
-	err = faissio.WriteIVFFile(ctx, out.index, ix, func(done, total int) { p.update("write", done, total) })
+	err = build.WriteFile(ctx, out.index, ix, func(done, total int) { p.update("write", done, total) })
 	p.finish()
 	if err != nil {
 		return nil, err
@@ -382,16 +400,35 @@ func checkOutputDir(path string) error {
 	return nil
 }
 
-func printBuildReport(e *env, r *buildReport) {
+// kindName names what a build made, as its summary line shows it.
+func kindName(r *build.Report) string {
 	kind := "IVFFlat"
-	if r.Index == build.IVFPQ {
+	switch r.Index {
+	case build.IVFPQ:
 		kind = fmt.Sprintf("IVFPQ M=%d nbits=%d", r.M, r.Nbits)
+	case build.IVFPQFastScan:
+		kind = fmt.Sprintf("IVFPQFastScan M=%d nbits=4", r.M)
+	case build.PQ:
+		kind = fmt.Sprintf("PQ M=%d nbits=%d", r.M, r.Nbits)
+	case build.PQFastScan:
+		kind = fmt.Sprintf("PQFastScan M=%d nbits=4", r.M)
+	}
+	if r.Quantizer == build.HNSWQuantizer {
+		kind += " quantizer=HNSW"
 	}
 	if r.OPQ {
 		kind = "OPQ+" + kind
 	}
-	fmt.Fprintf(e.stdout, "wrote %s: %s nlist=%d metric=%s, %d vectors of d=%d, %d bytes (%d code bytes/vector)\n",
-		r.Output, kind, r.Nlist, r.Metric, r.N, r.D, r.Bytes, r.CodeBytesPerVec)
+	return kind
+}
+
+func printBuildReport(e *env, r *buildReport) {
+	kind := kindName(&r.Report)
+	if r.Index != build.PQ && r.Index != build.PQFastScan {
+		kind += fmt.Sprintf(" nlist=%d", r.Nlist)
+	}
+	fmt.Fprintf(e.stdout, "wrote %s: %s metric=%s, %d vectors of d=%d, %d bytes (%d code bytes/vector)\n",
+		r.Output, kind, r.Metric, r.N, r.D, r.Bytes, r.CodeBytesPerVec)
 	fmt.Fprintf(e.stdout, "trainer %s: read %.2fs, train %.2fs, add %.2fs, write %.2fs\n",
 		r.Train, r.Read.Seconds(), r.Fit.Seconds(), r.Add.Seconds(), r.Write.Seconds())
 	if r.Resumed != "" {

@@ -80,6 +80,7 @@ func evalFlags(prefix string) []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: prefix + "k", Category: cat, Value: "1,10,100", Usage: "result depths: k-recall@k and 1-recall@k for each"},
 		&ucli.StringFlag{Name: prefix + "nprobe", Category: cat, Value: "1,2,4,8,16,32,64", Usage: "nprobe values (capped at nlist); 'auto' adds the smallest nprobe reaching --" + prefix + "target-recall"},
+		&ucli.IntFlag{Name: prefix + "ef-search", Category: cat, HideDefault: true, Usage: "search beam of HNSW coarse quantizers (default: each index's stored one)"},
 		&ucli.FloatFlag{Name: prefix + "target-recall", Category: cat, Value: 0.9, Usage: "k-recall@k (k = 10 if listed, else the first k) that --nprobe auto looks for"},
 		&ucli.StringFlag{Name: prefix + "metric", Category: cat, Usage: "ip or l2: the exact search recall is measured against (default: each index's own)"},
 		&ucli.StringFlag{Name: prefix + "qrels", Category: cat, Usage: "labelled relevant documents: query_index<TAB>doc_id per line; adds MRR@10 and Recall@k"},
@@ -97,7 +98,10 @@ func evalOptionsFrom(c *ucli.Command, prefix string) (eval.Options, reportFiles,
 	o := eval.Options{
 		Target: c.Float(prefix + "target-recall"), Qrels: c.String(prefix + "qrels"),
 		GroundTruth: c.String(prefix + "groundtruth"), NoCache: c.Bool(prefix + "no-cache"),
-		MinTime: c.Duration(prefix + "min-time"),
+		MinTime: c.Duration(prefix + "min-time"), EfSearch: c.Int(prefix + "ef-search"),
+	}
+	if o.EfSearch < 0 || c.IsSet(prefix+"ef-search") && o.EfSearch < 1 {
+		return o, reportFiles{}, fmt.Errorf("--%sef-search %d must be at least 1", prefix, o.EfSearch)
 	}
 	files := reportFiles{JSON: c.String(prefix + "json"), Markdown: c.String(prefix + "markdown"), Plot: c.String(prefix + "plot")}
 	var err error

@@ -59,13 +59,17 @@ type Description struct {
 	Metric faissio.Metric `json:"metric"`
 	Ntotal int64          `json:"ntotal"`
 
-	Nlist      int    `json:"nlist,omitempty"`
-	Nprobe     int    `json:"nprobe,omitempty"` // as stored; FAISS searches with it by default
-	DirectMap  string `json:"direct_map,omitempty"`
-	M          int    `json:"m,omitempty"`
-	Nbits      int    `json:"nbits,omitempty"`
-	ByResidual bool   `json:"by_residual,omitempty"`
-	CodeSize   int    `json:"code_bytes_per_vector,omitempty"`
+	Nlist     int    `json:"nlist,omitempty"`
+	Nprobe    int    `json:"nprobe,omitempty"` // as stored; FAISS searches with it by default
+	DirectMap string `json:"direct_map,omitempty"`
+	M         int    `json:"m,omitempty"`
+	Nbits     int    `json:"nbits,omitempty"`
+	// FastScanBlock is the vectors per packed block of a FastScan index.
+	FastScanBlock int `json:"fastscan_block,omitempty"`
+	// EfSearch is the stored search beam of an HNSW coarse quantizer.
+	EfSearch   int  `json:"ef_search,omitempty"`
+	ByResidual bool `json:"by_residual,omitempty"`
+	CodeSize   int  `json:"code_bytes_per_vector,omitempty"`
 
 	Lists     *ListStats      `json:"lists,omitempty"`
 	Codebooks []CodebookStats `json:"codebooks,omitempty"`
@@ -127,6 +131,21 @@ func describe(ix faissio.Index) *Description {
 	case *faissio.PQ:
 		d.M, d.Nbits, d.CodeSize = x.PQ.M, x.PQ.Nbits, x.PQ.CodeSize()
 		d.Codebooks = codebookStats(&x.PQ, [][]byte{x.Codes})
+	case *faissio.PQFastScan:
+		d.M, d.Nbits, d.CodeSize = x.PQ.M, x.PQ.Nbits, x.PQ.CodeSize()
+		d.FastScanBlock = int(x.Bbs)
+		plain := make([]byte, int(x.Ntotal)*x.PQ.CodeSize())
+		faissio.UnpackFastScan(plain, x.Codes, int(x.Ntotal), x.PQ.M, int(x.Bbs))
+		d.Codebooks = codebookStats(&x.PQ, [][]byte{plain})
+	case *faissio.IVFPQFastScan:
+		ivf, d.CodeSize = &x.IVF, x.PQ.CodeSize()
+		d.M, d.Nbits, d.ByResidual, d.FastScanBlock = x.PQ.M, x.PQ.Nbits, x.ByResidual, int(x.Bbs)
+		codes := make([][]byte, len(x.Lists))
+		for i, l := range x.Lists {
+			codes[i] = make([]byte, len(l.IDs)*d.CodeSize)
+			faissio.UnpackFastScan(codes[i], l.Codes, len(l.IDs), x.PQ.M, int(x.Bbs))
+		}
+		d.Codebooks = codebookStats(&x.PQ, codes)
 	case *faissio.IVFFlat:
 		ivf, d.CodeSize = &x.IVF, x.CodeSize()
 	case *faissio.IVFPQ:
@@ -140,8 +159,16 @@ func describe(ix faissio.Index) *Description {
 	}
 	if ivf != nil {
 		q := "quantizer"
-		if f, ok := ivf.Quantizer.(*faissio.Flat); ok {
+		switch f := ivf.Quantizer.(type) {
+		case *faissio.Flat:
 			q += " " + faissio.ClassName(f)
+		case *faissio.HNSWFlat:
+			q += fmt.Sprintf(" IndexHNSWFlat(%s", faissio.ClassName(f.Storage))
+			if n := len(f.HNSW.CumNNeighborPerLevel); n > 1 {
+				q += fmt.Sprintf(", M %d", (f.HNSW.CumNNeighborPerLevel[1]-f.HNSW.CumNNeighborPerLevel[0])/2)
+			}
+			q += fmt.Sprintf(", %d levels, efSearch %d, efConstruction %d)", f.HNSW.MaxLevel+1, f.HNSW.EfSearch, f.HNSW.EfConstruction)
+			d.EfSearch = int(f.HNSW.EfSearch)
 		}
 		d.Chain = append(d.Chain, q)
 		d.Nlist, d.Nprobe = ivf.Nlist, ivf.Nprobe
@@ -262,6 +289,9 @@ func printDescription(w io.Writer, d *Description) {
 		fmt.Fprintf(w, "PQ          M %d x nbits %d, %d bytes/vector", d.M, d.Nbits, d.CodeSize)
 		if d.Nlist > 0 {
 			fmt.Fprintf(w, ", by_residual %v", d.ByResidual)
+		}
+		if d.FastScanBlock > 0 {
+			fmt.Fprintf(w, ", FastScan blocks of %d", d.FastScanBlock)
 		}
 		fmt.Fprintln(w)
 	}

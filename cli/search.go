@@ -47,6 +47,7 @@ func searchCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "queries", Usage: "query vectors (.npy, folder/glob of shards, .fvecs)", Required: true},
 			&ucli.IntFlag{Name: "k", Aliases: []string{"K"}, Value: 10, Usage: "results per query"},
 			&ucli.IntFlag{Name: "nprobe", Value: 16, Usage: "inverted lists visited per query (capped at nlist)"},
+			&ucli.IntFlag{Name: "ef-search", HideDefault: true, Usage: "search beam of an HNSW coarse quantizer (default: the one stored in the index)"},
 			&ucli.StringFlag{Name: "ids-out", Usage: "write the ids as an int64 .npy (queries x k) instead of printing"},
 			&ucli.StringFlag{Name: "scores-out", Usage: "write the scores as a float32 .npy (queries x k)"},
 		},
@@ -57,6 +58,10 @@ func searchCommand(e *env) *ucli.Command {
 			}
 			if nprobe < 1 {
 				return fmt.Errorf("--nprobe %d must be at least 1", nprobe)
+			}
+			ef := c.Int("ef-search")
+			if ef < 0 || c.IsSet("ef-search") && ef < 1 {
+				return fmt.Errorf("--ef-search %d must be at least 1", ef)
 			}
 			idsOut, scoresOut := c.String("ids-out"), c.String("scores-out")
 			for _, out := range []string{idsOut, scoresOut} {
@@ -69,7 +74,7 @@ func searchCommand(e *env) *ucli.Command {
 				return fail(err)
 			}
 			defer index.Close()
-			dist, labels, err := index.Search(q, k, nprobe)
+			dist, labels, err := index.SearchWith(q, k, faiss.SearchParams{Nprobe: nprobe, EfSearch: ef})
 			if err != nil {
 				return fail(err)
 			}

@@ -74,13 +74,7 @@ func trainCommand(e *env) *ucli.Command {
 }
 
 func printTrainReport(e *env, r *buildReport, tr *build.Trained) {
-	kind := "IVFFlat"
-	if r.Index == build.IVFPQ {
-		kind = fmt.Sprintf("IVFPQ M=%d nbits=%d", r.M, r.Nbits)
-	}
-	if r.OPQ {
-		kind = "OPQ+" + kind
-	}
+	kind := kindName(&r.Report)
 	fmt.Fprintf(e.stdout, "wrote %s: trained, empty %s nlist=%d metric=%s, d=%d, %d bytes\n",
 		r.Output, kind, r.Nlist, r.Metric, r.D, r.Bytes)
 	fmt.Fprintf(e.stdout, "trainer %s on %d documents: read %.2fs, train %.2fs, write %.2fs\n",

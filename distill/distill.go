@@ -52,6 +52,13 @@ type DistillConfig struct {
 	// IVFWeight multiplies the IVF loss; 0 scales it to the PQ loss on the
 	// first batch, as the reference code does.
 	IVFWeight float64 `json:"ivf_weight"`
+	// FixedCentroids keeps the coarse centroids as they are (a PQ without
+	// IVF, whose one centroid is zero): only the codebooks learn.
+	FixedCentroids bool `json:"fixed_centroids,omitempty"`
+	// QuantizeLUT makes the inner-product student score candidates with
+	// look-up tables rounded to 8 bits as FAISS's FastScan search rounds
+	// them (the L2 student decodes and is unaffected).
+	QuantizeLUT bool `json:"quantize_lut,omitempty"`
 
 	// Encode is how documents get their PQ codes, in training and at
 	// export: Weighted (default, inner product) minimises the expected
@@ -388,7 +395,9 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 				g.gC[i] *= inv
 			}
 			lr := schedule(step, warm, totalSteps)
-			optO.step(m.Centroids, g.gO, lr)
+			if !cfg.FixedCentroids {
+				optO.step(m.Centroids, g.gO, lr)
+			}
 			t.fresh = false
 			if m.M > 0 {
 				optC.step(m.Codebooks, g.gC, lr)

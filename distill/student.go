@@ -3,6 +3,7 @@ package distill
 import (
 	"container/heap"
 	"context"
+	"math"
 	"runtime"
 	"slices"
 
@@ -184,6 +185,36 @@ func (t *trainer) lookupTables(Q []float32, nq int, lut []float32) {
 	cb := t.model.Codebooks
 	for s := range M {
 		sgemm(false, true, nq, ksub, dsub, 1, Q[s*dsub:], d, cb[s*ksub*dsub:], dsub, 0, lut[s*ksub:], M*ksub)
+	}
+	if t.cfg.QuantizeLUT {
+		for i := range nq {
+			quantizeLUT(lut[i*M*ksub:(i+1)*M*ksub], M, ksub)
+		}
+	}
+}
+
+// quantizeLUT rounds one query's look-up tables as FAISS's FastScan search
+// does before its 8-bit SIMD scan (quantize_LUT_and_bias): each
+// sub-space's table is shifted to start at 0 and all are scaled by one
+// factor that maps the widest to 0..255, then rounded. The tables are
+// replaced by what those bytes stand for, so the student's scores are the
+// search's; the gradient passes the rounding straight through.
+func quantizeLUT(lut []float32, M, ksub int) {
+	var span float32
+	for s := range M {
+		t := lut[s*ksub : (s+1)*ksub]
+		span = max(span, slices.Max(t)-slices.Min(t))
+	}
+	if span == 0 {
+		return
+	}
+	a := 255 / span
+	for s := range M {
+		t := lut[s*ksub : (s+1)*ksub]
+		lo := slices.Min(t)
+		for k, v := range t {
+			t[k] = lo + float32(math.Floor(float64((v-lo)*a)+0.5))/a
+		}
 	}
 }
 

@@ -18,6 +18,10 @@ type Config struct {
 	Nlist  int
 	// M is the number of PQ sub-quantizers; 0 trains an IVFFlat model.
 	M, Nbits int
+	// NoCoarse trains a PQ without IVF (FAISS's IndexPQ): Nlist must be 1
+	// and its centroid is zero, so the codebooks quantize the vectors
+	// themselves.
+	NoCoarse bool
 	// TrainSize caps the random sample of documents used for training; 0
 	// means FAISS's habit: 256 points per centroid for the coarse k-means and
 	// 256 per codeword for the PQ k-means.
@@ -47,6 +51,8 @@ func (c Config) Check(n, d int) error {
 		return fmt.Errorf("nlist %d must be at least 1", c.Nlist)
 	case c.Nlist > n:
 		return fmt.Errorf("nlist %d is more than the %d documents", c.Nlist, n)
+	case c.NoCoarse && (c.Nlist != 1 || c.M == 0):
+		return fmt.Errorf("a PQ without IVF needs nlist 1 and M > 0, not nlist %d and M %d", c.Nlist, c.M)
 	case c.M < 0:
 		return fmt.Errorf("M %d must not be negative", c.M)
 	case c.M > 0 && d%c.M != 0:
@@ -104,15 +110,20 @@ func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, 
 	}
 	t0 := time.Now()
 	var err error
-	m.Centroids, err = KMeans(ctx, train, cfg.Nlist, KMeansConfig{
-		Niter:     cfg.Niter,
-		Seed:      rng.Uint64(),
-		Spherical: cfg.Metric == faissio.InnerProduct,
-		Metric:    cfg.Metric,
-		Progress:  cfg.progress("IVF k-means"),
-	})
-	if err != nil {
-		return nil, err
+	seed := rng.Uint64()
+	if cfg.NoCoarse {
+		m.Centroids = make([]float32, d)
+	} else {
+		m.Centroids, err = KMeans(ctx, train, cfg.Nlist, KMeansConfig{
+			Niter:     cfg.Niter,
+			Seed:      seed,
+			Spherical: cfg.Metric == faissio.InnerProduct,
+			Metric:    cfg.Metric,
+			Progress:  cfg.progress("IVF k-means"),
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	times.IVF = time.Since(t0)
 	if cfg.M == 0 {

@@ -124,15 +124,18 @@ type PQFastScan struct {
 	M2               int64 // PQ.M rounded up to even
 
 	// Codes holds Ntotal2*M2/2 bytes: the codes of the Ntotal vectors,
-	// packed by PackFastScan, zero past them.
+	// packed by PackFastScan. FAISS's add leaves zeros past them, but its
+	// remove_ids leaves stale codes there; either reads and writes back
+	// unchanged.
 	Codes []byte
 }
 
 // IVFPQFastScan is IndexIVFPQFastScan (IwPf): an IVF whose lists hold
 // 4-bit PQ codes packed per list in blocks of Bbs vectors (FAISS's
-// BlockInvertedLists, "ilbl"): list i's Codes are
-// ceil(len(IDs)/Bbs)*Bbs*M2/2 bytes, the list's codes packed by
-// PackFastScan, zero past them.
+// BlockInvertedLists, "ilbl", written instead of the IVF's "ilar"): list
+// i's Codes are ceil(len(IDs)/Bbs)*Bbs*M2/2 bytes, the list's codes packed
+// by PackFastScan, zero past them. Its coarse quantizer may be a *Flat or
+// an *HNSWFlat, as for the other IVF indexes.
 type IVFPQFastScan struct {
 	IVF
 	// ByResidual: the PQ encodes residuals from the list centroids. FAISS's
@@ -147,28 +150,37 @@ type IVFPQFastScan struct {
 	PQ         ProductQuantizer // Nbits 4
 
 	// The block lists' own header: the code size they record (FAISS
-	// writes InvertedLists::INVALID_CODE_SIZE, 2^64-1), vectors per block
-	// (Bbs) and bytes per block (Bbs*M2/2).
+	// writes InvertedLists::INVALID_CODE_SIZE, 2^64-1, and reads that or
+	// CodeSize), vectors per block (Bbs) and bytes per block (Bbs*M2/2).
 	ListsCodeSize        uint64
 	NPerBlock, BlockSize uint64
 }
 
 // HNSWFlat is IndexHNSWFlat (IHNf): an HNSW graph over the vectors of
-// Storage, a *Flat of the same dimension and metric. As an IVF's coarse
-// quantizer it holds the list centroids.
+// Storage, a *Flat of the same dimension, metric and Ntotal, which FAISS
+// stores after the graph. As an IVF's coarse quantizer it holds the list
+// centroids.
 type HNSWFlat struct {
 	Header
 	HNSW    HNSW
 	Storage Index
 }
 
-// HNSW is faiss::HNSW, the graph, field for field as write_HNSW stores it.
+// HNSW is faiss::HNSW, the graph, field for field as write_HNSW stores it
+// (vectors as a uint64 count then the elements; then five int32).
+// ReadIndex and WriteIndex hold it to what FAISS's construction gives,
+// because FAISS's search trusts it: CumNNeighborPerLevel rises from 0,
+// vector i owns the CumNNeighborPerLevel[Levels[i]] slots of Neighbors
+// from Offsets[i] (so Offsets[0] is 0 and Offsets[Ntotal] is
+// len(Neighbors)), the slots of level L of a vector link only to vectors
+// that reach level L, and EntryPoint is a vector of the top level,
+// MaxLevel (both -1 in an empty graph).
 type HNSW struct {
 	AssignProbas         []float64 // probability of each level
-	CumNNeighborPerLevel []int32   // neighbours per vector, cumulated over levels
-	Levels               []int32   // level+1 of each vector
+	CumNNeighborPerLevel []int32   // neighbours per vector, cumulated over levels (one more than the levels)
+	Levels               []int32   // level+1 of each vector (Ntotal)
 	Offsets              []uint64  // where each vector's neighbours start in Neighbors (Ntotal+1)
-	Neighbors            []int32   // -1 marks an unused slot
+	Neighbors            []int32   // vector numbers; -1 marks an unused slot
 	EntryPoint           int32
 	MaxLevel             int32
 	EfConstruction       int32

@@ -40,9 +40,10 @@ const (
 )
 
 // ReadIndex reads a FAISS index file of the types described by Index
-// (fourccs IxF2, IxFI, IxFl, IxPq, IwFl, IwPQ, IxPT with LTra transforms,
-// inverted lists ilar), the whole of r: bytes after the index are an
-// error, as FAISS never writes any. Everything is checked as strictly as the newest FAISS checks it, and
+// (fourccs IxF2, IxFI, IxFl, IxPq, IPfs, IwFl, IwPQ, IwPf, IHNf, IxPT with
+// LTra transforms, inverted lists ilar, and ilbl for IwPf), the whole of
+// r: bytes after the index are an error, as FAISS never writes any.
+// Everything is checked as strictly as the newest FAISS checks it, and
 // more: sizes must agree with each other, and the encoding must be the one
 // FAISS's writer would have chosen, so that WriteIndex gives back exactly
 // the bytes read. Errors name the byte offset of what is wrong. Memory
@@ -267,6 +268,30 @@ func (d *decoder) int64s(what string, n uint64) ([]int64, error) {
 	})
 }
 
+func (d *decoder) float64s(what string, n uint64) ([]float64, error) {
+	return readVec(d, what, n, 8, func(dst []float64, b []byte) {
+		for i := range dst {
+			dst[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+	})
+}
+
+func (d *decoder) uint64s(what string, n uint64) ([]uint64, error) {
+	return readVec(d, what, n, 8, func(dst []uint64, b []byte) {
+		for i := range dst {
+			dst[i] = binary.LittleEndian.Uint64(b[8*i:])
+		}
+	})
+}
+
+func (d *decoder) int32s(what string, n uint64) ([]int32, error) {
+	return readVec(d, what, n, 4, func(dst []int32, b []byte) {
+		for i := range dst {
+			dst[i] = int32(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	})
+}
+
 // floatVector reads a FAISS vector<float> of any length.
 func (d *decoder) floatVector(what string) ([]float32, error) {
 	n, err := d.u64(what + " size")
@@ -365,8 +390,14 @@ func (d *decoder) index() (Index, error) {
 		return d.ivfpq()
 	case "IxPT":
 		return d.preTransform()
+	case "IPfs":
+		return d.pqFastScan()
+	case "IwPf":
+		return d.ivfpqFastScan()
+	case "IHNf":
+		return d.hnswFlat()
 	}
-	return nil, d.errorf(start, "unknown index fourcc %q (supported: IxF2 IxFI IxFl IxPq IwFl IwPQ IxPT)", fc)
+	return nil, d.errorf(start, "unknown index fourcc %q (supported: IxF2 IxFI IxFl IxPq IPfs IwFl IwPQ IwPf IHNf IxPT)", fc)
 }
 
 func (d *decoder) flat(start int64, fc string) (*Flat, error) {
@@ -843,4 +874,267 @@ func biasLen(lt *LinearTransform) int {
 		return lt.DOut
 	}
 	return 0
+}
+
+// fastScanShape checks the FastScan fields that must agree with the PQ,
+// read at pqOff: 4-bit codes, a block size bbs (read at bbsOff) that is a
+// positive multiple of 32, and M2 (read at m2Off) the PQ's M rounded up to
+// even.
+func (d *decoder) fastScanShape(pq *ProductQuantizer, pqOff int64, bbs int32, bbsOff int64, m2 int64, m2Off int64) error {
+	switch {
+	case pq.Nbits != 4:
+		return d.errorf(pqOff+16, "PQ nbits %d: FastScan codes have 4 bits", pq.Nbits)
+	case bbs <= 0 || bbs%32 != 0:
+		return d.errorf(bbsOff, "FastScan block size %d is not a positive multiple of 32", bbs)
+	case m2 != int64(roundUpEven(pq.M)):
+		return d.errorf(m2Off, "FastScan M2 %d, want PQ M %d rounded up to even", m2, pq.M)
+	}
+	return nil
+}
+
+func (d *decoder) pqFastScan() (*PQFastScan, error) {
+	ix := &PQFastScan{}
+	if err := d.header(&ix.Header); err != nil {
+		return nil, err
+	}
+	pqOff := d.off
+	var err error
+	if ix.PQ, err = d.productQuantizer(ix.D); err != nil {
+		return nil, err
+	}
+	if ix.Implem, err = d.i32("implem"); err != nil {
+		return nil, err
+	}
+	bbsOff := d.off
+	if ix.Bbs, err = d.i32("bbs"); err != nil {
+		return nil, err
+	}
+	if ix.Qbs, err = d.i32("qbs"); err != nil {
+		return nil, err
+	}
+	n2Off := d.off
+	if ix.Ntotal2, err = d.i64("ntotal2"); err != nil {
+		return nil, err
+	}
+	m2Off := d.off
+	if ix.M2, err = d.i64("M2"); err != nil {
+		return nil, err
+	}
+	if err := d.fastScanShape(&ix.PQ, pqOff, ix.Bbs, bbsOff, ix.M2, m2Off); err != nil {
+		return nil, err
+	}
+	bbs := int64(ix.Bbs)
+	if want := (ix.Ntotal + bbs - 1) / bbs * bbs; ix.Ntotal2 != want || want < 0 {
+		return nil, d.errorf(n2Off, "ntotal2 %d, want ntotal %d rounded up to a multiple of bbs %d", ix.Ntotal2, ix.Ntotal, bbs)
+	}
+	n, err := d.product(d.off, "FastScan codes", uint64(ix.Ntotal2), uint64(ix.M2/2))
+	if err != nil {
+		return nil, err
+	}
+	if err := d.count("FastScan codes", n); err != nil {
+		return nil, err
+	}
+	ix.Codes, err = d.bytes("FastScan codes", n)
+	return ix, err
+}
+
+func (d *decoder) ivfpqFastScan() (*IVFPQFastScan, error) {
+	ix := &IVFPQFastScan{}
+	dmOff, err := d.ivf(&ix.IVF)
+	if err != nil {
+		return nil, err
+	}
+	if ix.ByResidual, err = d.boolean("by_residual"); err != nil {
+		return nil, err
+	}
+	csOff := d.off
+	if ix.CodeSize, err = d.i64("code_size"); err != nil {
+		return nil, err
+	}
+	bbsOff := d.off
+	if ix.Bbs, err = d.i32("bbs"); err != nil {
+		return nil, err
+	}
+	m2Off := d.off
+	if ix.M2, err = d.i64("M2"); err != nil {
+		return nil, err
+	}
+	if ix.Implem, err = d.i32("implem"); err != nil {
+		return nil, err
+	}
+	if ix.Qbs2, err = d.i64("qbs2"); err != nil {
+		return nil, err
+	}
+	pqOff := d.off
+	if ix.PQ, err = d.productQuantizer(ix.D); err != nil {
+		return nil, err
+	}
+	if err := d.fastScanShape(&ix.PQ, pqOff, ix.Bbs, bbsOff, ix.M2, m2Off); err != nil {
+		return nil, err
+	}
+	if ix.CodeSize != int64(ix.PQ.CodeSize()) {
+		return nil, d.errorf(csOff, "code size %d, want %d for M %d of 4 bits", ix.CodeSize, ix.PQ.CodeSize(), ix.PQ.M)
+	}
+	return ix, d.blockLists(ix, dmOff)
+}
+
+// invalidCodeSize is InvertedLists::INVALID_CODE_SIZE, the code size
+// FAISS's block inverted lists record: their codes are not a whole number
+// of bytes per vector.
+const invalidCodeSize = math.MaxUint64
+
+// blockLists reads the "ilbl" record of ix (BlockInvertedLists): nlist,
+// code size, vectors and bytes per block, then for each list its ids and
+// its packed codes, whole blocks of them. It then checks ix's direct map,
+// read at dmOff, against the lists.
+func (d *decoder) blockLists(ix *IVFPQFastScan, dmOff int64) error {
+	start := d.off
+	fc, err := d.fourcc("inverted lists fourcc")
+	if err != nil {
+		return err
+	}
+	if fc != "ilbl" {
+		return d.errorf(start, "inverted lists fourcc %q: an IndexIVFPQFastScan has block lists (ilbl)", fc)
+	}
+	if d.headOnly {
+		// The ids and codes of block lists alternate, list by list, so
+		// that there is no head of sizes to stop after.
+		return d.errorf(start, "block inverted lists (ilbl) cannot be opened without reading them")
+	}
+	off := d.off
+	n, err := d.u64("inverted lists nlist")
+	if err != nil {
+		return err
+	}
+	if n != uint64(ix.Nlist) {
+		return d.errorf(off, "inverted lists have nlist %d, the index %d", n, ix.Nlist)
+	}
+	off = d.off
+	if ix.ListsCodeSize, err = d.u64("inverted lists code_size"); err != nil {
+		return err
+	}
+	// FAISS's reader accepts either; its writer always records the first.
+	if ix.ListsCodeSize != invalidCodeSize && ix.ListsCodeSize != uint64(ix.CodeSize) {
+		return d.errorf(off, "inverted lists have code size %d, want %d or 2^64-1", ix.ListsCodeSize, ix.CodeSize)
+	}
+	off = d.off
+	if ix.NPerBlock, err = d.u64("inverted lists n_per_block"); err != nil {
+		return err
+	}
+	if ix.NPerBlock != uint64(ix.Bbs) {
+		return d.errorf(off, "inverted lists have %d vectors per block, the index's bbs is %d", ix.NPerBlock, ix.Bbs)
+	}
+	off = d.off
+	if ix.BlockSize, err = d.u64("inverted lists block_size"); err != nil {
+		return err
+	}
+	blockSize := uint64(ix.Bbs) * uint64(ix.M2) / 2
+	if ix.BlockSize != blockSize {
+		return d.errorf(off, "inverted lists have %d bytes per block, want bbs*M2/2 = %d", ix.BlockSize, blockSize)
+	}
+	ix.Lists = make([]InvertedList, ix.Nlist)
+	left := uint64(ix.Ntotal)
+	for l := range ix.Lists {
+		what := fmt.Sprintf("ids of list %d", l)
+		off := d.off
+		s, err := d.u64(what + " size")
+		if err != nil {
+			return err
+		}
+		if s > left {
+			return d.errorf(off, "list %d has %d vectors, more than the %d of ntotal %d left", l, s, left, ix.Ntotal)
+		}
+		left -= s
+		if ix.Lists[l].IDs, err = d.int64s(what, s); err != nil {
+			return err
+		}
+		what = fmt.Sprintf("codes of list %d", l)
+		nb, err := d.product(d.off, what, (s+uint64(ix.Bbs)-1)/uint64(ix.Bbs), blockSize)
+		if err != nil {
+			return err
+		}
+		if err := d.count(what, nb); err != nil {
+			return err
+		}
+		if ix.Lists[l].Codes, err = d.bytes(what, nb); err != nil {
+			return err
+		}
+	}
+	if left != 0 {
+		return d.errorf(start, "lists hold %d vectors, want ntotal %d", uint64(ix.Ntotal)-left, ix.Ntotal)
+	}
+	if err := checkDirectMap(&ix.DirectMap, ix.Lists); err != nil {
+		return d.errorf(dmOff, "%v", err)
+	}
+	return nil
+}
+
+func (d *decoder) hnswFlat() (*HNSWFlat, error) {
+	ix := &HNSWFlat{}
+	if err := d.header(&ix.Header); err != nil {
+		return nil, err
+	}
+	h := &ix.HNSW
+	var offs [hnswFields]int64 // where each field's data starts
+	n, err := d.u64("assign_probas size")
+	if err != nil {
+		return nil, err
+	}
+	if h.AssignProbas, err = d.float64s("assign_probas", n); err != nil {
+		return nil, err
+	}
+	if n, err = d.u64("cum_nneighbor_per_level size"); err != nil {
+		return nil, err
+	}
+	offs[hnswCum] = d.off
+	if h.CumNNeighborPerLevel, err = d.int32s("cum_nneighbor_per_level", n); err != nil {
+		return nil, err
+	}
+	ntotal := uint64(ix.Ntotal)
+	if err := d.count("levels", ntotal); err != nil {
+		return nil, err
+	}
+	offs[hnswLevels] = d.off
+	if h.Levels, err = d.int32s("levels", ntotal); err != nil {
+		return nil, err
+	}
+	if err := d.count("offsets", ntotal+1); err != nil {
+		return nil, err
+	}
+	offs[hnswOffsets] = d.off
+	if h.Offsets, err = d.uint64s("offsets", ntotal+1); err != nil {
+		return nil, err
+	}
+	if f, i, err := h.checkShape(ix.Ntotal); err != nil {
+		return nil, d.errorf(offs[f]+int64(i)*hnswFieldSize[f], "HNSW %v", err)
+	}
+	if err := d.count("neighbors", h.Offsets[ntotal]); err != nil {
+		return nil, err
+	}
+	offs[hnswNeighbors] = d.off
+	if h.Neighbors, err = d.int32s("neighbors", h.Offsets[ntotal]); err != nil {
+		return nil, err
+	}
+	offs[hnswEntryPoint] = d.off
+	offs[hnswMaxLevel] = d.off + 4
+	for _, f := range []struct {
+		p    *int32
+		what string
+	}{{&h.EntryPoint, "entry_point"}, {&h.MaxLevel, "max_level"}, {&h.EfConstruction, "efConstruction"},
+		{&h.EfSearch, "efSearch"}, {&h.UpperBeam, "upper_beam"}} {
+		if *f.p, err = d.i32(f.what); err != nil {
+			return nil, err
+		}
+	}
+	if f, i, err := h.checkLinks(ix.Ntotal); err != nil {
+		return nil, d.errorf(offs[f]+int64(i)*hnswFieldSize[f], "HNSW %v", err)
+	}
+	off := d.off
+	if ix.Storage, err = d.index(); err != nil {
+		return nil, err
+	}
+	if err := checkHNSWStorage(&ix.Header, ix.Storage); err != nil {
+		return nil, d.errorf(off, "%v", err)
+	}
+	return ix, nil
 }

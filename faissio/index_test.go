@@ -325,6 +325,11 @@ var fixtureTypes = map[string]string{
 	"ivfpq_dm_hashtable": "*faissio.IVFPQ", "ivfflat_ip_sprs": "*faissio.IVFFlat",
 	"ivfflat_l2_full": "*faissio.IVFFlat", "ivfflat_untrained": "*faissio.IVFFlat",
 	"opq_ivfpq": "*faissio.PreTransform",
+	"pqfs_l2":   "*faissio.PQFastScan", "pqfs_ip": "*faissio.PQFastScan", "pqfs_m5_bbs64": "*faissio.PQFastScan",
+	"ivfpqfs_l2": "*faissio.IVFPQFastScan", "ivfpqfsr_ip": "*faissio.IVFPQFastScan",
+	"ivfpqfsr_m5_l2": "*faissio.IVFPQFastScan", "ivfpqfs_hnsw_l2": "*faissio.IVFPQFastScan",
+	"ivfpq_hnsw_l2": "*faissio.IVFPQ", "ivfflat_hnsw_ip": "*faissio.IVFFlat",
+	"hnsw_l2": "*faissio.HNSWFlat", "hnsw_empty_ip": "*faissio.HNSWFlat",
 }
 
 // fixtures returns the FAISS-written files of testdata, by name. They are

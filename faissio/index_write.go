@@ -147,15 +147,38 @@ func (e *encoder) header(h *Header) {
 }
 
 func (e *encoder) index(ix Index) {
-	if v, codeSize := e.indexHead(ix); v != nil {
-		e.lists(v, codeSize)
+	v, codeSize := e.indexHead(ix)
+	switch fs := innermost(ix).(type) {
+	case *IVFPQFastScan:
+		e.blockListsHead(fs)
+		for _, l := range fs.Lists {
+			e.blockList(l.IDs, l.Codes)
+		}
+	default:
+		if v != nil {
+			e.lists(v, codeSize)
+		}
+	}
+}
+
+// innermost is the index that PreTransform wrappers, if any, end in: the
+// one whose lists, if it has any, end the file.
+func innermost(ix Index) Index {
+	for {
+		pt, ok := ix.(*PreTransform)
+		if !ok {
+			return ix
+		}
+		ix = pt.Index
 	}
 }
 
 // indexHead writes ix but for its inverted lists, which are the last part
 // of an IVF index's record and of any index wrapping it, and returns the
 // IVF part and its code size, or nil if ix has no lists: WriteIVF writes
-// the lists from other memory than Lists.
+// the lists from other memory than Lists. The lists of an IVFPQFastScan
+// are block lists: blockListsHead and blockList write them, not
+// listSizes.
 func (e *encoder) indexHead(ix Index) (*IVF, int) {
 	e.fourcc(ix.fourcc())
 	switch x := ix.(type) {
@@ -170,6 +193,30 @@ func (e *encoder) indexHead(ix Index) (*IVF, int) {
 		e.i32(x.SearchType)
 		e.boolean(x.EncodeSigns)
 		e.i32(x.PolysemousHT)
+	case *PQFastScan:
+		e.header(&x.Header)
+		e.productQuantizer(&x.PQ)
+		e.i32(x.Implem)
+		e.i32(x.Bbs)
+		e.i32(x.Qbs)
+		e.i64(x.Ntotal2)
+		e.i64(x.M2)
+		e.u64(uint64(len(x.Codes)))
+		e.raw(x.Codes)
+	case *IVFPQFastScan:
+		e.ivf(&x.IVF)
+		e.boolean(x.ByResidual)
+		e.i64(x.CodeSize)
+		e.i32(x.Bbs)
+		e.i64(x.M2)
+		e.i32(x.Implem)
+		e.i64(x.Qbs2)
+		e.productQuantizer(&x.PQ)
+		return &x.IVF, int(x.CodeSize)
+	case *HNSWFlat:
+		e.header(&x.Header)
+		e.hnsw(&x.HNSW)
+		e.index(x.Storage)
 	case *IVFFlat:
 		e.ivf(&x.IVF)
 		return &x.IVF, x.CodeSize()
@@ -194,6 +241,48 @@ func (e *encoder) indexHead(ix Index) (*IVF, int) {
 		return e.indexHead(x.Index)
 	}
 	return nil, 0
+}
+
+func (e *encoder) hnsw(h *HNSW) {
+	e.u64(uint64(len(h.AssignProbas)))
+	each(e, h.AssignProbas, 8, func(b []byte, v float64) []byte {
+		return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+	})
+	e.int32Vector(h.CumNNeighborPerLevel)
+	e.int32Vector(h.Levels)
+	e.u64(uint64(len(h.Offsets)))
+	each(e, h.Offsets, 8, binary.LittleEndian.AppendUint64)
+	e.int32Vector(h.Neighbors)
+	e.i32(h.EntryPoint)
+	e.i32(h.MaxLevel)
+	e.i32(h.EfConstruction)
+	e.i32(h.EfSearch)
+	e.i32(h.UpperBeam)
+}
+
+// int32Vector writes a vector<int32>: its length, then its elements.
+func (e *encoder) int32Vector(s []int32) {
+	e.u64(uint64(len(s)))
+	each(e, s, 4, func(b []byte, v int32) []byte { return binary.LittleEndian.AppendUint32(b, uint32(v)) })
+}
+
+// blockListsHead writes the head of the "ilbl" record (BlockInvertedLists)
+// of ix; blockList then writes each of its lists, in order.
+func (e *encoder) blockListsHead(ix *IVFPQFastScan) {
+	e.fourcc("ilbl")
+	e.u64(uint64(ix.Nlist))
+	e.u64(ix.ListsCodeSize)
+	e.u64(ix.NPerBlock)
+	e.u64(ix.BlockSize)
+}
+
+// blockList writes one list of an "ilbl" record: its ids, then its codes
+// packed in whole blocks (PackFastScan), each as a vector.
+func (e *encoder) blockList(ids []int64, packed []byte) {
+	e.u64(uint64(len(ids)))
+	e.int64s(ids)
+	e.u64(uint64(len(packed)))
+	e.raw(packed)
 }
 
 func (e *encoder) productQuantizer(pq *ProductQuantizer) {
@@ -299,6 +388,21 @@ func checkIndex(ix Index, depth int) error {
 			return errors.New("nil *PreTransform")
 		}
 		h = &x.Header
+	case *PQFastScan:
+		if x == nil {
+			return errors.New("nil *PQFastScan")
+		}
+		h = &x.Header
+	case *IVFPQFastScan:
+		if x == nil {
+			return errors.New("nil *IVFPQFastScan")
+		}
+		h = &x.Header
+	case *HNSWFlat:
+		if x == nil {
+			return errors.New("nil *HNSWFlat")
+		}
+		h = &x.Header
 	default:
 		return fmt.Errorf("unsupported index type %T", ix)
 	}
@@ -319,13 +423,25 @@ func checkIndex(ix Index, depth int) error {
 			}
 		}
 	case *IVFFlat:
-		err = checkIVF(&x.IVF, x.CodeSize(), depth)
+		err = checkIVF(&x.IVF, fixedCodes(x.CodeSize()), depth)
 	case *IVFPQ:
 		if err = checkProductQuantizer(&x.PQ, h.D); err == nil {
-			err = checkIVF(&x.IVF, x.CodeSize(), depth)
+			err = checkIVF(&x.IVF, fixedCodes(x.CodeSize()), depth)
 		}
 	case *PreTransform:
 		err = checkPreTransform(x, depth)
+	case *PQFastScan:
+		err = checkPQFastScan(x)
+	case *IVFPQFastScan:
+		err = checkIVFPQFastScan(x, depth)
+	case *HNSWFlat:
+		if err = x.HNSW.check(h.Ntotal); err != nil {
+			err = fmt.Errorf("HNSW %w", err)
+		} else if err = checkIndex(x.Storage, depth+1); err != nil {
+			err = fmt.Errorf("storage: %w", err)
+		} else {
+			err = checkHNSWStorage(h, x.Storage)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -381,7 +497,70 @@ func checkProductQuantizer(pq *ProductQuantizer, d int) error {
 	return nil
 }
 
-func checkIVF(v *IVF, codeSize, depth int) error {
+// fixedCodes is the list code size function of codeSize bytes a vector.
+func fixedCodes(codeSize int) func(n int) (int, bool) {
+	return func(n int) (int, bool) { return mulInt(n, codeSize) }
+}
+
+// blockCodes is the list code size function of FastScan block lists:
+// whole blocks of bbs vectors, blockSize bytes each.
+func blockCodes(bbs, blockSize int) func(n int) (int, bool) {
+	return func(n int) (int, bool) { return mulInt((n+bbs-1)/bbs, blockSize) }
+}
+
+// checkFastScan checks the FastScan fields that must agree with pq, as the
+// reader does: 4-bit codes, a block size that is a positive multiple of
+// 32, and m2 the PQ's M rounded up to even.
+func checkFastScan(pq *ProductQuantizer, d int, bbs int32, m2 int64) error {
+	if err := checkProductQuantizer(pq, d); err != nil {
+		return err
+	}
+	switch {
+	case pq.Nbits != 4:
+		return fmt.Errorf("PQ nbits %d: FastScan codes have 4 bits", pq.Nbits)
+	case bbs <= 0 || bbs%32 != 0:
+		return fmt.Errorf("FastScan block size %d is not a positive multiple of 32", bbs)
+	case m2 != int64(roundUpEven(pq.M)):
+		return fmt.Errorf("FastScan M2 %d, want PQ M %d rounded up to even", m2, pq.M)
+	}
+	return nil
+}
+
+func checkPQFastScan(x *PQFastScan) error {
+	if err := checkFastScan(&x.PQ, x.D, x.Bbs, x.M2); err != nil {
+		return err
+	}
+	bbs := int64(x.Bbs)
+	if want := (x.Ntotal + bbs - 1) / bbs * bbs; x.Ntotal2 != want || want < 0 {
+		return fmt.Errorf("ntotal2 %d, want ntotal %d rounded up to a multiple of bbs %d", x.Ntotal2, x.Ntotal, bbs)
+	}
+	if want, ok := mulInt(int(x.Ntotal2), int(x.M2/2)); !ok || len(x.Codes) != want {
+		return fmt.Errorf("%d code bytes for ntotal2 %d vectors of M2 %d codes", len(x.Codes), x.Ntotal2, x.M2)
+	}
+	return nil
+}
+
+func checkIVFPQFastScan(x *IVFPQFastScan, depth int) error {
+	if err := checkFastScan(&x.PQ, x.D, x.Bbs, x.M2); err != nil {
+		return err
+	}
+	blockSize := uint64(x.Bbs) * uint64(x.M2) / 2
+	switch {
+	case x.CodeSize != int64(x.PQ.CodeSize()):
+		return fmt.Errorf("code size %d, want %d for M %d of 4 bits", x.CodeSize, x.PQ.CodeSize(), x.PQ.M)
+	case x.ListsCodeSize != invalidCodeSize && x.ListsCodeSize != uint64(x.CodeSize):
+		return fmt.Errorf("inverted lists have code size %d, want %d or 2^64-1", x.ListsCodeSize, x.CodeSize)
+	case x.NPerBlock != uint64(x.Bbs):
+		return fmt.Errorf("inverted lists have %d vectors per block, the index's bbs is %d", x.NPerBlock, x.Bbs)
+	case x.BlockSize != blockSize:
+		return fmt.Errorf("inverted lists have %d bytes per block, want bbs*M2/2 = %d", x.BlockSize, blockSize)
+	}
+	return checkIVF(&x.IVF, blockCodes(int(x.Bbs), int(blockSize)), depth)
+}
+
+// checkIVF checks v, whose lists of n vectors hold listBytes(n) bytes of
+// codes.
+func checkIVF(v *IVF, listBytes func(n int) (int, bool), depth int) error {
 	switch {
 	case v.Nlist < 1:
 		return fmt.Errorf("nlist %d, want at least 1", v.Nlist)
@@ -402,8 +581,8 @@ func checkIVF(v *IVF, codeSize, depth int) error {
 	}
 	var n int64
 	for i, l := range v.Lists {
-		if want, ok := mulInt(len(l.IDs), codeSize); !ok || len(l.Codes) != want {
-			return fmt.Errorf("list %d: %d code bytes for %d ids of %d bytes", i, len(l.Codes), len(l.IDs), codeSize)
+		if want, ok := listBytes(len(l.IDs)); !ok || len(l.Codes) != want {
+			return fmt.Errorf("list %d: %d code bytes for %d ids, want %d", i, len(l.Codes), len(l.IDs), want)
 		}
 		n += int64(len(l.IDs))
 	}

@@ -34,16 +34,21 @@ const (
 // (index.merge_from(other, 0), or faiss.merge_into(a, b, shift_ids=False)),
 // which is what WriteIndex writes of NewIVFIndex(p) for p the parts'
 // contents concatenated part after part: each list holds part 0's entries,
-// then part 1's, and so on. This is the last step of a distributed build,
-// whose workers each encode a shard into a part.
+// then part 1's, and so on. FAISS cannot merge IndexIVFPQFastScan parts
+// (its block lists take no entries once filled); for them the merged file
+// is what FAISS writes after merging the parts as IndexIVFPQ and converting
+// the result (IndexIVFPQFastScan(ivfpq, 32)): each list's codes are
+// unpacked from the parts' blocks and packed again. This is the last step
+// of a distributed build, whose workers each encode a shard into a part.
 //
 // The merged file is laid out before anything is written, so it can be
 // written in pieces: WriteFile writes ranges of lists in parallel into one
 // file; WriteHeader and WriteRange write the pieces separately (one machine
 // a range, say), and the file is the header followed by the ranges in order.
-// Either way the memory used is a buffer of about 1 MiB a goroutine, plus
-// one part's trained contents and a few int64 per list and part, whatever
-// the number of vectors.
+// Either way the memory used is a buffer of about 1 MiB a goroutine (and
+// for FastScan 256 KiB more, and a few blocks), plus one part's trained
+// contents and a few int64 per list and part, whatever the number of
+// vectors.
 type Merge struct {
 	parts    []*IVFFile
 	trained  IVFParams // parts[0]'s, which all share
@@ -55,9 +60,11 @@ type Merge struct {
 
 // NewMerge plans the merge of parts, in their order. It checks that the
 // parts were trained identically (index type, dimension, metric, nlist,
-// PQ shape, and the bytes of the rotation, coarse centroids and PQ
-// codebooks), because FAISS's merge checks only the shapes and would give
-// an index that searches wrongly; and that no id is in two parts, because
+// PQ shape, FastScan residual encoding, coarse quantizer type, and the
+// bytes of the rotation, coarse centroids, HNSW graph and PQ codebooks; a
+// part's other FastScan settings are those of NewIVFIndex, checked when
+// opened), because FAISS's merge checks only the shapes and would give an
+// index that searches wrongly; and that no id is in two parts, because
 // two workers encoding one shard is the likeliest distributed-build
 // mistake and FAISS would keep both copies.
 //
@@ -104,18 +111,17 @@ func NewMerge(ctx context.Context, parts []*IVFFile) (*Merge, error) {
 		}
 	}
 	var head countWriter
-	if err := writeHead(&head, &m.trained, m.sizes); err != nil {
+	if err := m.writeHead(&head); err != nil {
 		return nil, fmt.Errorf("merge: %v", err)
 	}
 	m.offs = make([]int64, nlist+1)
 	at := uint64(head.n)
-	per := uint64(m.codeSize) + 8
 	for l, s := range m.sizes {
 		m.offs[l] = int64(at)
-		hi, n := bits.Mul64(uint64(s), per)
+		n, ok := m.listBytes(uint64(s))
 		var carry uint64
 		at, carry = bits.Add64(at, n, 0)
-		if hi != 0 || carry != 0 || at > math.MaxInt64 {
+		if !ok || carry != 0 || at > math.MaxInt64 {
 			return nil, errors.New("merge: the merged file would be larger than 2^63 bytes")
 		}
 	}
@@ -126,19 +132,64 @@ func NewMerge(ctx context.Context, parts []*IVFFile) (*Merge, error) {
 	return m, nil
 }
 
+// listBytes is the bytes a merged list of n vectors takes in the file,
+// and whether that fits in a uint64: its codes and ids, and for FastScan
+// their two counts, the codes packed in blocks.
+func (m *Merge) listBytes(n uint64) (uint64, bool) {
+	hi, ids := bits.Mul64(n, 8)
+	if hi != 0 {
+		return 0, false
+	}
+	var codes uint64
+	ok := true
+	if m.trained.FastScan {
+		codes, ok = packedBytes(n, m.trained.M)
+		ids += 16
+	} else {
+		hi, codes = bits.Mul64(n, uint64(m.codeSize))
+		ok = hi == 0
+	}
+	sum, carry := bits.Add64(ids, codes, 0)
+	return sum, ok && carry == 0
+}
+
+// writeHead writes the merged file's header to w.
+func (m *Merge) writeHead(w io.Writer) error {
+	return writeHead(w, &m.trained, m.ntotal, m.sizes)
+}
+
 // sameTraining checks that x was trained as p0 was, t0 being p0's trained
 // contents, and says how not.
 func sameTraining(p0 *IVFFile, t0 *IVFParams, x *IVFFile) error {
 	kind := func(f *IVFFile) string {
-		if f.m == 0 {
+		switch {
+		case f.m == 0:
 			return "an IndexIVFFlat"
+		case f.fastScan:
+			return "an IndexIVFPQFastScan"
 		}
 		return "an IndexIVFPQ"
 	}
+	quantizer := func(f *IVFFile) string {
+		if f.hnsw {
+			return "an IndexHNSWFlat"
+		}
+		return "a flat index"
+	}
+	residuals := func(f *IVFFile) string {
+		if f.noResidual {
+			return "does not encode residuals"
+		}
+		return "encodes residuals"
+	}
 	var what string
 	switch {
-	case (x.m == 0) != (p0.m == 0):
+	case (x.m == 0) != (p0.m == 0) || x.fastScan != p0.fastScan:
 		what = fmt.Sprintf("it is %s, %s %s", kind(x), p0.name, kind(p0))
+	case x.hnsw != p0.hnsw:
+		what = fmt.Sprintf("its coarse quantizer is %s, %s's %s", quantizer(x), p0.name, quantizer(p0))
+	case x.noResidual != p0.noResidual:
+		what = fmt.Sprintf("it %s, %s %s", residuals(x), p0.name, residuals(p0))
 	case x.d != p0.d:
 		what = fmt.Sprintf("its dimension is %d, %s's %d", x.d, p0.name, p0.d)
 	case x.metric != p0.metric:
@@ -166,12 +217,43 @@ func sameTraining(p0 *IVFFile, t0 *IVFParams, x *IVFFile) error {
 			what = "its coarse centroids differ"
 		case !sameBits(t.Codebooks, t0.Codebooks):
 			what = "its PQ codebooks differ"
+		default:
+			what = hnswDiff(t.HNSW, t0.HNSW)
 		}
 	}
 	if what != "" {
 		return fmt.Errorf("%s was trained differently from %s: %s", x.name, p0.name, what)
 	}
 	return nil
+}
+
+// hnswDiff says how graph a differs from b, both of a coarse quantizer
+// (both nil when it is flat), or is "" when they are the same: a different
+// graph finds other lists for the same query, so parts must share it.
+func hnswDiff(a, b *HNSW) string {
+	if a == nil || b == nil {
+		return ""
+	}
+	var field string
+	switch {
+	case !slices.EqualFunc(a.AssignProbas, b.AssignProbas, func(x, y float64) bool { return math.Float64bits(x) == math.Float64bits(y) }):
+		field = "level probabilities"
+	case !slices.Equal(a.CumNNeighborPerLevel, b.CumNNeighborPerLevel):
+		field = "neighbours per level"
+	case !slices.Equal(a.Levels, b.Levels):
+		field = "levels"
+	case !slices.Equal(a.Offsets, b.Offsets):
+		field = "offsets"
+	case !slices.Equal(a.Neighbors, b.Neighbors):
+		field = "neighbours"
+	case a.EntryPoint != b.EntryPoint || a.MaxLevel != b.MaxLevel:
+		field = "entry point"
+	case a.EfConstruction != b.EfConstruction || a.EfSearch != b.EfSearch || a.UpperBeam != b.UpperBeam:
+		field = "search settings (efConstruction, efSearch, upper_beam)"
+	default:
+		return ""
+	}
+	return "its HNSW graph differs (" + field + ")"
 }
 
 // sameBits reports whether a and b hold the same float32 bit patterns,
@@ -369,6 +451,7 @@ func (m *Merge) ListSizes() []int64 { return slices.Clone(m.sizes) }
 func (m *Merge) Trained() IVFParams {
 	p := m.trained
 	p.Rotation, p.Centroids, p.Codebooks = slices.Clone(p.Rotation), slices.Clone(p.Centroids), slices.Clone(p.Codebooks)
+	p.HNSW = cloneHNSW(p.HNSW)
 	return p
 }
 
@@ -408,7 +491,7 @@ func (m *Merge) Split(n int) []int {
 // parts' shared index header with the summed ntotal and list sizes, in
 // the full or sparse encoding FAISS picks for the merged sizes.
 func (m *Merge) WriteHeader(w io.Writer) error {
-	if err := writeHead(w, &m.trained, m.sizes); err != nil {
+	if err := m.writeHead(w); err != nil {
 		return fmt.Errorf("faiss index: write: %w", err)
 	}
 	return nil
@@ -416,15 +499,18 @@ func (m *Merge) WriteHeader(w io.Writer) error {
 
 // WriteRange writes the contents of lists [lo, hi) as they are in the
 // merged file, RangeBytes(lo, hi) bytes: for each list, the parts' codes
-// in order, then their ids. It reads the parts in chunks through one
-// buffer of about 1 MiB, and checks ctx between chunks; once ctx is done
+// in order, then their ids; for FastScan, the list's size and the parts'
+// ids, then the byte count and the parts' codes repacked, a block at a
+// time. It reads the parts in chunks through one buffer of about 1 MiB
+// (FastScan codes through one of 256 KiB), and checks ctx between chunks
+// written; once ctx is done
 // it returns ctx.Err() itself, unwrapped, having written a prefix. A
 // failure to read a part names the part.
 func (m *Merge) WriteRange(ctx context.Context, w io.Writer, lo, hi int) error {
 	if lo < 0 || lo > hi || hi > len(m.sizes) {
 		return fmt.Errorf("merge: range [%d, %d) outside the %d lists", lo, hi, len(m.sizes))
 	}
-	err := m.writeRange(ctx, w, lo, hi, make([]byte, 0, mergeBuffer), nil)
+	err := m.writeRange(ctx, w, lo, hi, m.newScratch(), nil)
 	var re readError
 	switch {
 	case err == nil, err == ctx.Err(), errors.As(err, &re):
@@ -433,13 +519,29 @@ func (m *Merge) WriteRange(ctx context.Context, w io.Writer, lo, hi int) error {
 	return fmt.Errorf("faiss index: write: %w", err)
 }
 
-// writeRange is WriteRange through buf, calling listDone, if not nil, after
+// mergeScratch is the memory one goroutine writes lists through.
+type mergeScratch struct {
+	buf  []byte // the output, gathered up to its capacity
+	read []byte // FastScan: packed blocks read from a part, a whole number of blocks
+}
+
+// newScratch allocates the buffers writeRange needs for m.
+func (m *Merge) newScratch() *mergeScratch {
+	s := &mergeScratch{buf: make([]byte, 0, mergeBuffer)}
+	if m.trained.FastScan {
+		bs := FastScanPackedSize(1, m.trained.M, FastScanBlock)
+		s.read = make([]byte, max(1, mergeBuffer/4/bs)*bs)
+	}
+	return s
+}
+
+// writeRange is WriteRange through s, calling listDone, if not nil, after
 // each list. Write errors come back as they are.
-func (m *Merge) writeRange(ctx context.Context, w io.Writer, lo, hi int, buf []byte, listDone func()) error {
+func (m *Merge) writeRange(ctx context.Context, w io.Writer, lo, hi int, s *mergeScratch, listDone func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	buf = buf[:0]
+	buf := s.buf[:0]
 	flush := func() error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -467,16 +569,51 @@ func (m *Merge) writeRange(ctx context.Context, w io.Writer, lo, hi int, buf []b
 		}
 		return nil
 	}
-	cs := int64(m.codeSize)
-	for l := lo; l < hi; l++ {
-		for _, x := range m.parts {
-			if err := add(x, x.offs[l], x.sizes[l]*cs, l, "codes"); err != nil {
+	// put appends b, flushing first if it does not fit; a b larger than
+	// the buffer (a block of a huge M) is written as it is.
+	put := func(b []byte) error {
+		if len(buf)+len(b) > cap(buf) {
+			if err := flush(); err != nil {
+				return err
+			}
+			if len(b) > cap(buf) {
+				_, err := w.Write(b)
 				return err
 			}
 		}
-		for _, x := range m.parts {
-			if err := add(x, x.idsOff(l), x.sizes[l]*8, l, "ids"); err != nil {
+		buf = append(buf, b...)
+		return nil
+	}
+	var blocks *fastScanBlocks
+	var putErr error
+	if m.trained.FastScan {
+		blocks = newFastScanBlocks(m.trained.M, func(b []byte) bool {
+			putErr = put(b)
+			return putErr == nil
+		})
+	}
+	cs := int64(m.codeSize)
+	var count [8]byte
+	for l := lo; l < hi; l++ {
+		if blocks != nil {
+			if err := m.writeBlockList(l, blocks, s.read, add, func(v uint64) error {
+				return put(binary.LittleEndian.AppendUint64(count[:0], v))
+			}); err != nil {
+				if putErr != nil {
+					return putErr
+				}
 				return err
+			}
+		} else {
+			for _, x := range m.parts {
+				if err := add(x, x.offs[l], x.sizes[l]*cs, l, "codes"); err != nil {
+					return err
+				}
+			}
+			for _, x := range m.parts {
+				if err := add(x, x.idsOff(l), x.sizes[l]*8, l, "ids"); err != nil {
+					return err
+				}
 			}
 		}
 		if listDone != nil {
@@ -487,6 +624,58 @@ func (m *Merge) writeRange(ctx context.Context, w io.Writer, lo, hi int, buf []b
 		return nil
 	}
 	return flush()
+}
+
+// errEmit stops writeBlockList when blocks' emit failed; the caller has
+// the error.
+var errEmit = errors.New("emit failed")
+
+// writeBlockList writes merged list l as a FastScan "ilbl" record holds
+// it: its id count, the parts' ids in order, its packed codes' byte count
+// and the codes. The parts' lists were packed each in blocks of their own,
+// which do not concatenate: each part's blocks are read a chunk (read) at
+// a time and fed to blocks, which repacks them, copying whole blocks as
+// they are while the vectors before them fill whole blocks. add copies
+// raw bytes of a part, u64 writes a count.
+func (m *Merge) writeBlockList(l int, blocks *fastScanBlocks, read []byte,
+	add func(x *IVFFile, off, n int64, l int, what string) error, u64 func(uint64) error) error {
+	n := uint64(m.sizes[l])
+	if err := u64(n); err != nil {
+		return err
+	}
+	for _, x := range m.parts {
+		if err := add(x, x.idsOff(l), x.sizes[l]*8, l, "ids"); err != nil {
+			return err
+		}
+	}
+	nb, _ := packedBytes(n, m.trained.M) // NewMerge checked the file's size
+	if err := u64(nb); err != nil {
+		return err
+	}
+	bs := int64(blocks.size)
+	for _, x := range m.parts {
+		left := x.sizes[l] // vectors of x's list still to read
+		off := x.codesOff(l)
+		for left > 0 {
+			nblocks := (left + FastScanBlock - 1) / FastScanBlock
+			chunk := read[:min(int64(len(read)), nblocks*bs)]
+			if err := x.readAt(chunk, off, l, "codes"); err != nil {
+				return err
+			}
+			off += int64(len(chunk))
+			for b := 0; b < len(chunk); b += int(bs) {
+				k := int(min(left, FastScanBlock))
+				if !blocks.addPacked(chunk[b:b+int(bs)], k) {
+					return errEmit
+				}
+				left -= int64(k)
+			}
+		}
+	}
+	if !blocks.flush() {
+		return errEmit
+	}
+	return nil
 }
 
 // WriteFile writes the merged file to path, replacing any file there
@@ -523,7 +712,7 @@ func (m *Merge) WriteFile(ctx context.Context, path string, workers int, progres
 
 // writeFile writes the merged file into f, as WriteFile says.
 func (m *Merge) writeFile(ctx context.Context, f *os.File, workers int, progress func(done, total int)) error {
-	if err := writeHead(io.NewOffsetWriter(f, 0), &m.trained, m.sizes); err != nil {
+	if err := m.writeHead(io.NewOffsetWriter(f, 0)); err != nil {
 		return err
 	}
 	nlist := len(m.sizes)
@@ -554,14 +743,14 @@ func (m *Merge) writeFile(ctx context.Context, f *os.File, workers int, progress
 	var wg sync.WaitGroup
 	for range min(workers, len(ranges)-1) {
 		wg.Go(func() {
-			buf := make([]byte, 0, mergeBuffer)
+			s := m.newScratch()
 			for {
 				k := int(next.Add(1)) - 1
 				if k >= len(ranges)-1 {
 					return
 				}
 				lo, hi := ranges[k], ranges[k+1]
-				if err := m.writeRange(wctx, io.NewOffsetWriter(f, m.offs[lo]), lo, hi, buf, listDone); err != nil {
+				if err := m.writeRange(wctx, io.NewOffsetWriter(f, m.offs[lo]), lo, hi, s, listDone); err != nil {
 					once.Do(func() {
 						first = err
 						cancel()
@@ -611,27 +800,30 @@ func MergeIVFFiles(ctx context.Context, path string, parts []string, workers int
 }
 
 // writeHead writes the start of the file WriteIndex writes for
-// NewIVFIndex(p) once its lists have the given sizes, p holding no
-// vectors: everything before the lists' contents. It is the merged file's
-// header, and what a part's own header is checked against.
-func writeHead(w io.Writer, p *IVFParams, sizes []int64) error {
+// NewIVFIndex(p) once it holds ntotal vectors, its lists having the given
+// sizes, p holding no vectors: everything before the lists' contents. For
+// FastScan, whose block lists record each list's size with its contents,
+// that is up to the end of the lists' header, and sizes are not used. It
+// is the merged file's header, and what a part's own header is checked
+// against.
+func writeHead(w io.Writer, p *IVFParams, ntotal int64, sizes []int64) error {
 	ix, v, err := ivfShell(p)
 	if err != nil {
 		return err
 	}
-	var total int64
+	v.Ntotal = ntotal
+	if pt, ok := ix.(*PreTransform); ok {
+		pt.Ntotal = ntotal
+	}
 	ints := make([]int, len(sizes))
 	for l, s := range sizes {
-		total += s
 		ints[l] = int(s)
 	}
-	v.Ntotal = total
-	if pt, ok := ix.(*PreTransform); ok {
-		pt.Ntotal = total
+	if p.FastScan {
+		ints = nil
 	}
 	e := &encoder{w: bufio.NewWriterSize(w, 1<<16)}
-	_, cs := e.indexHead(ix)
-	e.listSizes(ints, cs)
+	writeListsHead(e, ix, p, ints)
 	if e.err == nil {
 		e.err = e.w.Flush()
 	}

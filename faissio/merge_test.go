@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -244,6 +245,7 @@ func TestMergeMatchesWriteIndex(t *testing.T) {
 // trainedEqual reports whether t is p's training with no vectors.
 func trainedEqual(t *IVFParams, p *IVFParams) bool {
 	return t.D == p.D && t.Metric == p.Metric && t.Nlist == p.Nlist && t.M == p.M && t.Nbits == p.Nbits &&
+		t.FastScan == p.FastScan && t.NoResidual == p.NoResidual && reflect.DeepEqual(t.HNSW, p.HNSW) &&
 		sameBits(t.Rotation, p.Rotation) && (t.Rotation == nil) == (p.Rotation == nil) &&
 		sameBits(t.Centroids, p.Centroids) && sameBits(t.Codebooks, p.Codebooks) &&
 		t.Lists == nil && t.IDs == nil && t.Codes == nil
@@ -273,6 +275,13 @@ func checkIVFFile(t *testing.T, x *IVFFile, p *IVFParams) {
 		lists = v.Lists
 	case *IVFPQ:
 		lists = v.Lists
+	case *IVFPQFastScan:
+		// ReadList unpacks the codes.
+		for _, il := range v.Lists {
+			plain := make([]byte, len(il.IDs)*p.CodeSize())
+			UnpackFastScan(plain, il.Codes, len(il.IDs), p.M, FastScanBlock)
+			lists = append(lists, InvertedList{IDs: il.IDs, Codes: plain})
+		}
 	}
 	if x.Ntotal() != int64(len(p.IDs)) || x.Nlist() != p.Nlist || x.CodeSize() != p.CodeSize() {
 		t.Errorf("%s: Ntotal %d Nlist %d CodeSize %d, want %d %d %d", x.Name(), x.Ntotal(), x.Nlist(), x.CodeSize(), len(p.IDs), p.Nlist, p.CodeSize())

@@ -14,14 +14,23 @@ path, qpath, k, nprobe, ids_path, scores_path = sys.argv[1:7]
 k, nprobe = int(k), int(nprobe)
 index = faiss.read_index(path)
 q = np.ascontiguousarray(np.load(qpath).astype(np.float32))
-ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+try:
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+except RuntimeError:  # no IVF: IndexPQ, IndexPQFastScan
+    ivf = faiss.downcast_index(index.index if isinstance(faiss.downcast_index(index), faiss.IndexPreTransform) else index)
 info = {"d": index.d, "ntotal": int(index.ntotal), "metric": int(index.metric_type),
-        "nlist": int(ivf.nlist), "type": type(ivf).__name__,
+        "nlist": int(getattr(ivf, "nlist", 0)), "type": type(ivf).__name__,
         "outer": type(faiss.downcast_index(index)).__name__}
 if hasattr(ivf, "pq"):
     info["M"] = int(ivf.pq.M)
     info["nbits"] = int(ivf.pq.nbits)
-ivf.nprobe = nprobe
+if hasattr(ivf, "quantizer"):
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    info["quantizer"] = type(quantizer).__name__
+    if hasattr(quantizer, "hnsw"):
+        info["ef_search"] = int(quantizer.hnsw.efSearch)
+if hasattr(ivf, "nprobe"):
+    ivf.nprobe = nprobe
 D, I = index.search(q, k)
 ours_i = np.load(ids_path)
 ours_d = np.load(scores_path)

@@ -15,15 +15,17 @@ import (
 
 // Report says what a build made and how long each phase took.
 type Report struct {
-	N      int            `json:"n"`
-	D      int            `json:"d"`
-	Index  Kind           `json:"index"`
-	Metric faissio.Metric `json:"metric"`
-	Nlist  int            `json:"nlist"`
-	M      int            `json:"m"`
-	Nbits  int            `json:"nbits"`
-	Train  Trainer        `json:"train"`
-	OPQ    bool           `json:"opq"`
+	N     int  `json:"n"`
+	D     int  `json:"d"`
+	Index Kind `json:"index"`
+	// Quantizer is the IVF kinds' coarse quantizer.
+	Quantizer Quantizer      `json:"quantizer"`
+	Metric    faissio.Metric `json:"metric"`
+	Nlist     int            `json:"nlist"`
+	M         int            `json:"m"`
+	Nbits     int            `json:"nbits"`
+	Train     Trainer        `json:"train"`
+	OPQ       bool           `json:"opq"`
 	// CodeBytesPerVec is the bytes of code stored per vector.
 	CodeBytesPerVec int `json:"code_bytes_per_vector"`
 	// Phase times: reading inputs, training, assigning and encoding (for
@@ -37,6 +39,8 @@ type Report struct {
 	IVFKMeans time.Duration `json:"ivf_kmeans_ns,omitempty"`
 	PQTrain   time.Duration `json:"pq_train_ns,omitempty"`
 	Distill   time.Duration `json:"distill_ns,omitempty"`
+	// HNSW is FAISS's build of the HNSW quantizer's graph.
+	HNSW time.Duration `json:"hnsw_ns,omitempty"`
 	// Epochs is the distillation's training curve: loss, held-out recall
 	// and elapsed time after each epoch (epoch 0 is the k-means start).
 	Epochs []distill.EpochStats `json:"epochs,omitempty"`
@@ -96,6 +100,9 @@ func Run(ctx context.Context, docs *faissio.Source, o Options) (*faissio.IVFPara
 // machines as wanted, with exactly the lists and codes Run gives them, and
 // writes itself as the trained, empty FAISS index (Trained.WriteFile).
 func Train(ctx context.Context, docs *faissio.Source, o Options) (*Trained, *Report, error) {
+	if o.Index.flat() {
+		return nil, nil, fmt.Errorf("--index %v has no inverted lists to fill shard by shard: build it whole (distillvq build)", o.Index)
+	}
 	j, err := newJob(ctx, docs, o)
 	if err != nil {
 		return nil, nil, err
@@ -150,18 +157,21 @@ func newJob(ctx context.Context, docs *faissio.Source, o Options) (*job, error) 
 			return nil, fmt.Errorf("qrels: %w", err)
 		}
 	}
-	rep := &Report{N: n, D: d, Index: o.Index, Metric: o.Metric, Train: o.Train, OPQ: o.OPQ, Nlist: o.Nlist}
+	rep := &Report{N: n, D: d, Index: o.Index, Quantizer: o.Quantizer, Metric: o.Metric, Train: o.Train, OPQ: o.OPQ, Nlist: o.Nlist}
 	if rep.Nlist == 0 {
 		rep.Nlist = DefaultNlist(n)
 	}
-	if o.Index == IVFPQ {
+	if o.Index.hasPQ() {
 		rep.M, rep.Nbits = o.M, o.Nbits
 		if rep.M == 0 {
 			rep.M = DefaultM(d)
+			if o.Index.fastScan() && d%(2*rep.M) == 0 {
+				rep.M *= 2
+			}
 		}
 	}
 	cfg := distill.Config{
-		Metric: o.Metric, Nlist: rep.Nlist, M: rep.M, Nbits: rep.Nbits,
+		Metric: o.Metric, Nlist: rep.Nlist, M: rep.M, Nbits: rep.Nbits, NoCoarse: o.Index.flat(),
 		TrainSize: o.TrainSize, Niter: o.Niter, Seed: o.Seed, Progress: o.Progress,
 	}
 	if err := cfg.Check(n, d); err != nil {
@@ -387,8 +397,9 @@ func (j *job) fit(ctx context.Context) (*Trained, error) {
 			return nil, err
 		}
 		j.train = faissio.Matrix{} // the sample is no longer needed
+		tr, err := j.trained(model)
 		j.rep.Fit += time.Since(t0)
-		return j.trained(model), nil
+		return tr, err
 	}
 	o, docs := j.o, j.docs
 	dc := o.Distill
@@ -406,6 +417,7 @@ func (j *job) fit(ctx context.Context) (*Trained, error) {
 		return nil, err
 	}
 	dc.Seed = o.Seed
+	dc.FixedCentroids = o.Index.flat()
 	if j.ck != nil {
 		dc.Checkpoint, dc.Resume = j.ck.saveDistill, j.ck.distill
 	}
@@ -422,9 +434,12 @@ func (j *job) fit(ctx context.Context) (*Trained, error) {
 		return nil, err
 	}
 	j.rep.Distill = time.Since(t1)
-	j.rep.Fit += time.Since(t0)
 	j.rep.Epochs = curve
-	tr := j.trained(model)
+	tr, err := j.trained(model)
+	j.rep.Fit += time.Since(t0)
+	if err != nil {
+		return nil, err
+	}
 	if !j.sampled && o.ExportLists == TrainLists {
 		// Every document keeps the list it was distilled in: the trained
 		// index carries them, by id, for whoever adds the documents.
@@ -437,10 +452,24 @@ func (j *job) fit(ctx context.Context) (*Trained, error) {
 	return tr, nil
 }
 
-// trained is the trained index of a model of this job.
-func (j *job) trained(model *distill.Model) *Trained {
+// trained is the trained index of a model of this job: for the HNSW
+// quantizer, with the graph FAISS builds over its centroids.
+func (j *job) trained(model *distill.Model) (*Trained, error) {
 	j.rep.CodeBytesPerVec = model.CodeSize()
-	return &Trained{Model: model, Rotation: j.rotation}
+	t := &Trained{Model: model, Rotation: j.rotation, Layout: j.o.layout()}
+	if j.o.Quantizer == HNSWQuantizer {
+		t0 := time.Now()
+		j.progress("HNSW quantizer", 0, 1)
+		g, err := faiss.BuildHNSW(model.Metric, faissio.Matrix{Rows: model.Nlist, Cols: model.D, Data: model.Centroids},
+			faiss.HNSWParams{M: j.o.HNSWM, EfConstruction: j.o.EfConstruction, EfSearch: j.o.EfSearch})
+		if err != nil {
+			return nil, err
+		}
+		t.HNSW = g
+		j.progress("HNSW quantizer", 1, 1)
+		j.rep.HNSW = time.Since(t0)
+	}
+	return t, nil
 }
 
 // encode fills the trained index with every document, as the trainer's
@@ -486,22 +515,31 @@ func (j *job) buildFAISS(docs faissio.Matrix) (*faissio.IVFParams, error) {
 		train = distill.Sample(train, j.cfg.TrainSize, j.cfg.Seed)
 	}
 	j.progress("FAISS train and add", 0, 1)
+	ids := j.ids[:docs.Rows]
+	if j.o.Index.flat() {
+		ids = nil // an IndexPQ numbers its vectors itself, 0..n-1
+	}
 	index, err := faiss.TrainFAISS(faiss.FAISSParams{
 		D: j.docs.Cols, Metric: j.cfg.Metric, Nlist: j.cfg.Nlist, M: j.cfg.M, Nbits: j.cfg.Nbits,
 		Seed: int(j.cfg.Seed % (1 << 31)), Niter: j.cfg.Niter, OPQ: j.o.OPQ,
-	}, train, docs, j.ids[:docs.Rows])
+		Factory: j.o.faissKey(j.cfg.Nlist, j.cfg.M, j.cfg.Nbits),
+	}, train, docs, ids)
 	j.rep.Fit = time.Since(t0)
 	if err != nil {
 		return nil, err
 	}
 	defer index.Close()
 	j.progress("FAISS train and add", 1, 1)
-	p, err := index.IVFParams()
+	p, err := faissParams(index, j.o.Index.flat())
 	if err != nil {
 		return nil, err
 	}
+	if p.HNSW != nil {
+		// The search beam every HNSW quantizer of this build stores.
+		p.HNSW.EfSearch = int32(j.o.EfSearch)
+	}
 	j.rep.CodeBytesPerVec = p.CodeSize()
-	return &p, nil
+	return p, nil
 }
 
 // qrelRows maps labelled document ids to document rows.

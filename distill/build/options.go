@@ -17,7 +17,39 @@ const (
 	IVFPQ Kind = iota
 	// IVFFlat is FAISS's IndexIVFFlat: the vectors themselves in lists.
 	IVFFlat
+	// IVFPQFastScan is FAISS's IndexIVFPQFastScan (IVF{n},PQ{M}x4fsr):
+	// 4-bit PQ codes of the residuals, packed for FAISS's SIMD scan on
+	// 8-bit look-up tables.
+	IVFPQFastScan
+	// PQ is FAISS's IndexPQ: PQ codes of the vectors, no IVF, searched
+	// exhaustively.
+	PQ
+	// PQFastScan is FAISS's IndexPQFastScan: 4-bit PQ codes of the
+	// vectors, no IVF, SIMD-scanned.
+	PQFastScan
 )
+
+// Quantizer is an IVF index's coarse quantizer.
+type Quantizer int
+
+const (
+	// FlatQuantizer compares a query with every centroid (IndexFlat, the
+	// default).
+	FlatQuantizer Quantizer = iota
+	// HNSWQuantizer searches the centroids through an HNSW graph
+	// (IndexHNSWFlat) that FAISS builds over the learned centroids: what
+	// FAISS's guidelines use from nlist 16k up.
+	HNSWQuantizer
+)
+
+// hasPQ reports whether k stores PQ codes.
+func (k Kind) hasPQ() bool { return k != IVFFlat }
+
+// fastScan reports whether k is one of FAISS's 4-bit FastScan kinds.
+func (k Kind) fastScan() bool { return k == IVFPQFastScan || k == PQFastScan }
+
+// flat reports whether k has no IVF: one list, centroid zero.
+func (k Kind) flat() bool { return k == PQ || k == PQFastScan }
 
 // Trainer is what learns the centroids and codebooks.
 type Trainer int
@@ -44,13 +76,27 @@ const (
 )
 
 var (
-	kindNames    = []string{"ivfpq", "ivfflat"}
-	trainerNames = []string{"distill", "kmeans", "faiss"}
-	exportNames  = []string{"train", "nearest"}
+	kindNames      = []string{"ivfpq", "ivfflat", "ivfpqfs", "pq", "pqfs"}
+	quantizerNames = []string{"flat", "hnsw"}
+	trainerNames   = []string{"distill", "kmeans", "faiss"}
+	exportNames    = []string{"train", "nearest"}
 )
 
-// ParseKind reads ivfpq or ivfflat.
+// ParseKind reads ivfpq, ivfflat, ivfpqfs, pq or pqfs.
 func ParseKind(s string) (Kind, error) { return distill.ParseEnum[Kind]("--index", s, kindNames) }
+
+// ParseQuantizer reads flat or hnsw.
+func ParseQuantizer(s string) (Quantizer, error) {
+	return distill.ParseEnum[Quantizer]("--quantizer", s, quantizerNames)
+}
+
+func (q Quantizer) String() string { return name(int(q), quantizerNames) }
+
+// MarshalText writes the CLI spelling.
+func (q Quantizer) MarshalText() ([]byte, error) { return []byte(q.String()), nil }
+
+// UnmarshalText reads the CLI spelling.
+func (q *Quantizer) UnmarshalText(b []byte) (err error) { *q, err = ParseQuantizer(string(b)); return }
 
 // ParseTrainer reads distill, kmeans or faiss.
 func ParseTrainer(s string) (Trainer, error) {
@@ -104,11 +150,20 @@ type Options struct {
 	Metric faissio.Metric
 	// Nlist is the number of inverted lists; 0 means DefaultNlist(n).
 	Nlist int
-	// M is the number of PQ sub-quantizers (IVFPQ); 0 means DefaultM(d).
+	// M is the number of PQ sub-quantizers; 0 means DefaultM(d) (for the
+	// 4-bit FastScan kinds, twice that when it divides d, so that codes
+	// keep the bytes of the 8-bit default).
 	M int
-	// Nbits is the bits per PQ code, 1..8; 0 means 8.
+	// Nbits is the bits per PQ code, 1..8; 0 means 8 (4 for FastScan, its
+	// only size).
 	Nbits int
-	Train Trainer
+	// Quantizer is the IVF kinds' coarse quantizer; with HNSWQuantizer,
+	// HNSWM is the graph's neighbours per centroid (0 means 32),
+	// EfConstruction its build beam (0 means 40) and EfSearch the search
+	// beam stored in the file (0 means DefaultEfSearch).
+	Quantizer                       Quantizer
+	HNSWM, EfConstruction, EfSearch int
+	Train                           Trainer
 	// TrainSize is the random training sample; 0 means FAISS's 256 points
 	// per centroid and per codeword (DefaultTrainSize).
 	TrainSize int
@@ -189,6 +244,14 @@ const (
 	DefaultNbits = 8
 	DefaultNiter = 25
 	DefaultSeed  = 1234
+
+	DefaultHNSWM          = 32
+	DefaultEfConstruction = 40
+	// DefaultEfSearch is the HNSW quantizer's stored search beam: FAISS's
+	// own default is 16, which at nprobe 16 and beyond loses lists the
+	// flat quantizer finds; FAISS widens the beam to nprobe when nprobe
+	// is larger.
+	DefaultEfSearch = 128
 )
 
 // Validate reports option values that are wrong whatever the documents,
@@ -199,6 +262,7 @@ func (o *Options) Validate() error {
 		distill.CheckEnum("--index", o.Index, kindNames),
 		distill.CheckEnum("--train", o.Train, trainerNames),
 		distill.CheckEnum("--export-lists", o.ExportLists, exportNames),
+		distill.CheckEnum("--quantizer", o.Quantizer, quantizerNames),
 	} {
 		if err != nil {
 			return err
@@ -211,10 +275,22 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("--nlist %d must be at least 1", o.Nlist)
 	case o.M < 0:
 		return fmt.Errorf("--m %d must be at least 1", o.M)
-	case o.Index == IVFPQ && (o.Nbits < 0 || o.Nbits > 8):
+	case o.Index.hasPQ() && (o.Nbits < 0 || o.Nbits > 8):
 		return fmt.Errorf("--nbits %d outside 1..8", o.Nbits)
-	case o.OPQ && o.Index != IVFPQ:
-		return fmt.Errorf("--opq needs --index ivfpq")
+	case o.Index.fastScan() && o.Nbits != 0 && o.Nbits != 4:
+		return fmt.Errorf("--nbits %d: --index %v codes are 4 bits", o.Nbits, o.Index)
+	case o.OPQ && !o.Index.hasPQ():
+		return fmt.Errorf("--opq needs a PQ index (--index ivfpq, ivfpqfs, pq or pqfs)")
+	case o.Quantizer == HNSWQuantizer && o.Index.flat():
+		return fmt.Errorf("--quantizer hnsw needs an IVF index: --index %v has no coarse quantizer", o.Index)
+	case o.HNSWM < 0 || o.HNSWM == 1 || o.HNSWM > 1<<16:
+		return fmt.Errorf("--hnsw-m %d: want 2 to 65536", o.HNSWM)
+	case o.EfSearch < 0 || o.EfConstruction < 0:
+		return fmt.Errorf("--ef-search %d, --ef-construction %d must be at least 1", o.EfSearch, o.EfConstruction)
+	case o.Index.flat() && o.Nlist > 1:
+		return fmt.Errorf("--nlist %d: --index %v has no inverted lists", o.Nlist, o.Index)
+	case o.Index.flat() && o.IDs != nil:
+		return fmt.Errorf("--ids: --index %v numbers its vectors 0..n-1 (FAISS's IndexPQ stores no ids); use an IVF index", o.Index)
 	case o.Niter < 0:
 		return fmt.Errorf("--niter %d must be at least 1", o.Niter)
 	case o.TrainSize < 0:
@@ -238,8 +314,25 @@ func (o *Options) Validate() error {
 
 // withDefaults fills the zero fields that do not depend on the documents.
 func (o Options) withDefaults() Options {
-	if o.Nbits == 0 && o.Index == IVFPQ {
+	if o.Nbits == 0 && o.Index.hasPQ() {
 		o.Nbits = DefaultNbits
+		if o.Index.fastScan() {
+			o.Nbits = 4
+		}
+	}
+	if o.Index.flat() {
+		o.Nlist = 1
+	}
+	if o.Quantizer == HNSWQuantizer {
+		if o.HNSWM == 0 {
+			o.HNSWM = DefaultHNSWM
+		}
+		if o.EfConstruction == 0 {
+			o.EfConstruction = DefaultEfConstruction
+		}
+		if o.EfSearch == 0 {
+			o.EfSearch = DefaultEfSearch
+		}
 	}
 	if o.Index == IVFFlat {
 		o.M, o.Nbits = 0, 0
@@ -251,4 +344,10 @@ func (o Options) withDefaults() Options {
 		o.Seed = DefaultSeed
 	}
 	return o
+}
+
+// layout is how the trained parameters are stored: FastScan packing, or no
+// IVF at all.
+func (o *Options) layout() Layout {
+	return Layout{FastScan: o.Index.fastScan(), Flat: o.Index.flat()}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"reflect"
 	"slices"
 
 	faiss "github.com/distillvq/distillvq/cgo"
@@ -25,25 +26,55 @@ import (
 type Trained struct {
 	Model    *distill.Model
 	Rotation []float32 // D×D, or nil
+	// Layout is how the index stores the parameters; HNSW, when set, is
+	// the graph of the coarse quantizer over the model's centroids.
+	Layout
+	HNSW *faissio.HNSW
 	// held maps the id of each document the distillation learned from to
 	// its training-time list (ExportLists TrainLists); Add files those
 	// documents there and every other one in its nearest list.
 	held map[int64]int32
 }
 
-// trainedFrom is the trained index of FAISS's own training, p.
-func trainedFrom(p *faissio.IVFParams) *Trained {
-	return &Trained{Rotation: p.Rotation, Model: &distill.Model{D: p.D, Metric: p.Metric, Nlist: p.Nlist,
-		Centroids: p.Centroids, M: p.M, Nbits: p.Nbits, Codebooks: p.Codebooks}}
+// Layout is how an index stores trained parameters: the FAISS structure
+// beyond centroids and codebooks.
+type Layout struct {
+	// FastScan packs 4-bit codes for FAISS's SIMD scan (IndexIVFPQFastScan,
+	// IndexPQFastScan); NoResidual (FAISS's own IVF,PQx4fs training only)
+	// encodes the vectors rather than their residuals.
+	FastScan, NoResidual bool
+	// Flat is an index without IVF (IndexPQ, IndexPQFastScan): one list
+	// whose centroid is zero.
+	Flat bool
 }
 
-// Params is the trained, empty index: shape, centroids, codebooks and
-// rotation, shared with t, without vectors.
+// trainedFrom is the trained index of p, an index's parameters.
+func trainedFrom(p *faissio.IVFParams) *Trained {
+	return &Trained{Rotation: p.Rotation, Model: &distill.Model{D: p.D, Metric: p.Metric, Nlist: p.Nlist,
+		Centroids: p.Centroids, M: p.M, Nbits: p.Nbits, Codebooks: p.Codebooks},
+		Layout: Layout{FastScan: p.FastScan, NoResidual: p.NoResidual, Flat: p.Flat}, HNSW: p.HNSW}
+}
+
+// Params is the trained, empty index: shape, centroids, codebooks,
+// rotation and layout, shared with t, without vectors.
 func (t *Trained) Params() faissio.IVFParams {
 	p := t.Model.IVFParams()
 	p.Rotation = t.Rotation
+	p.FastScan, p.NoResidual, p.Flat, p.HNSW = t.FastScan, t.NoResidual, t.Flat, t.HNSW
 	p.Lists, p.IDs, p.Codes = []int64{}, []int64{}, []byte{}
 	return p
+}
+
+// encoder is the model that encodes documents: t's own, or for an index
+// that does not encode residuals the same with zero centroids (the lists
+// still come from t's).
+func (t *Trained) encoder() *distill.Model {
+	if !t.NoResidual {
+		return t.Model
+	}
+	m := *t.Model
+	m.Centroids = make([]float32, len(m.Centroids))
+	return &m
 }
 
 // Held is the number of documents whose training-time lists t carries.
@@ -83,7 +114,7 @@ func (t *Trained) Add(ctx context.Context, docs *faissio.Source, ids []int64, pr
 // memory. Documents whose ids t holds a training-time list for go there
 // (ids nil: none).
 func (t *Trained) encodeSource(ctx context.Context, src *faissio.Source, ids []int64, progress func(string, int, int)) ([]int64, []byte, error) {
-	model := t.Model
+	model, enc := t.Model, t.encoder()
 	block := encodeBlock(src.Cols)
 	lists := make([]int64, 0, src.Rows)
 	codes := make([]byte, 0, src.Rows*model.CodeSize())
@@ -108,7 +139,7 @@ func (t *Trained) encodeSource(ctx context.Context, src *faissio.Source, ids []i
 				}
 			}
 		}
-		c, err := model.Encode(ctx, x, l)
+		c, err := enc.Encode(ctx, x, l)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -265,6 +296,9 @@ func (t *Trained) TakeEncoding(other *Trained) error {
 	if a.D != b.D || a.Metric != b.Metric || a.Nlist != b.Nlist || a.M != b.M || a.Nbits != b.Nbits ||
 		!slices.Equal(a.Centroids, b.Centroids) || !slices.Equal(a.Codebooks, b.Codebooks) || !slices.Equal(t.Rotation, other.Rotation) {
 		return errors.New("the trained index was trained differently (its centroids, codebooks or rotation differ)")
+	}
+	if t.Layout != other.Layout || !reflect.DeepEqual(t.HNSW, other.HNSW) {
+		return errors.New("the trained index is another kind of index (FastScan, residuals or HNSW quantizer differ)")
 	}
 	m := *a
 	m.EncodeWeight = b.EncodeWeight

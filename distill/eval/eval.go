@@ -61,8 +61,11 @@ type Options struct {
 	// index, the smallest nprobe whose k-recall@k (k = PrimaryK) reaches
 	// Target.
 	Nprobes []int
-	Auto    bool
-	Target  float64
+	// EfSearch, when positive, is the search beam of HNSW coarse
+	// quantizers; 0 keeps each index's stored one.
+	EfSearch int
+	Auto     bool
+	Target   float64
 	// Metric, when set, is the exact search's metric for every index;
 	// otherwise each index is measured against exact search in its own.
 	Metric      *faissio.Metric
@@ -263,7 +266,7 @@ func evalIndex(ctx context.Context, o Options, path string, q faissio.Matrix, se
 	}
 	nprobes := CapNprobes(o.Nprobes, info.Nlist)
 	if o.Auto && info.Nlist > 0 {
-		a, err := autoNprobe(ctx, index, q, gt, o.PrimaryK(), o.Target, info.Nlist, searchK)
+		a, err := autoNprobe(ctx, index, q, gt, o.PrimaryK(), o.Target, info.Nlist, searchK, o.EfSearch)
 		if err != nil {
 			return nil, err
 		}
@@ -295,7 +298,7 @@ func evalIndex(ctx context.Context, o Options, path string, q faissio.Matrix, se
 func measure(ctx context.Context, index *faiss.Index, q faissio.Matrix, nprobe, searchK int, o Options, gt *GroundTruth, qrels [][]int64) (Point, error) {
 	pt := Point{Nprobe: nprobe, KRecall: map[int]float64{}, OneRecall: map[int]float64{}}
 	t0 := time.Now()
-	_, labels, err := index.Search(q, searchK, nprobe)
+	_, labels, err := index.SearchWith(q, searchK, faiss.SearchParams{Nprobe: nprobe, EfSearch: o.EfSearch})
 	if err != nil {
 		return pt, err
 	}
@@ -304,7 +307,7 @@ func measure(ctx context.Context, index *faiss.Index, q faissio.Matrix, nprobe, 
 		if err := ctx.Err(); err != nil {
 			return pt, err
 		}
-		if _, _, err := index.Search(q, searchK, nprobe); err != nil {
+		if _, _, err := index.SearchWith(q, searchK, faiss.SearchParams{Nprobe: nprobe, EfSearch: o.EfSearch}); err != nil {
 			return pt, err
 		}
 		batches++
@@ -338,7 +341,7 @@ func measure(ctx context.Context, index *faiss.Index, q faissio.Matrix, nprobe, 
 			break
 		}
 		s := time.Now()
-		if _, _, err := index.Search(q.Slice(i%q.Rows, i%q.Rows+1), searchK, nprobe); err != nil {
+		if _, _, err := index.SearchWith(q.Slice(i%q.Rows, i%q.Rows+1), searchK, faiss.SearchParams{Nprobe: nprobe, EfSearch: o.EfSearch}); err != nil {
 			return pt, err
 		}
 		lat = append(lat, float64(time.Since(s).Nanoseconds())/1e6)
@@ -358,12 +361,12 @@ func measure(ctx context.Context, index *faiss.Index, q faissio.Matrix, nprobe, 
 // autoNprobe finds by binary search, as autofaiss does, the smallest nprobe
 // in 1..nlist whose k-recall@k reaches target, assuming recall does not fall
 // as nprobe grows.
-func autoNprobe(ctx context.Context, index *faiss.Index, q faissio.Matrix, gt *GroundTruth, k int, target float64, nlist, searchK int) (*AutoNprobe, error) {
+func autoNprobe(ctx context.Context, index *faiss.Index, q faissio.Matrix, gt *GroundTruth, k int, target float64, nlist, searchK, ef int) (*AutoNprobe, error) {
 	recall := func(np int) (float64, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		_, labels, err := index.Search(q, searchK, np)
+		_, labels, err := index.SearchWith(q, searchK, faiss.SearchParams{Nprobe: np, EfSearch: ef})
 		if err != nil {
 			return 0, err
 		}

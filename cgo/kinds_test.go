@@ -1,0 +1,169 @@
+package faiss
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/distillvq/distillvq/faissio"
+	"github.com/distillvq/distillvq/internal/testutil"
+)
+
+// pyFactory trains index_factory(128, key, metric) on siftsmall with the
+// seeds and iterations TrainFAISS's factory path sets, and writes it.
+const pyFactory = `
+import sys, numpy as np, faiss
+xb = np.fromfile(sys.argv[1], dtype='int32').reshape(-1, 129)[:, 1:].copy().view('float32')
+metric = faiss.METRIC_L2 if sys.argv[4] == 'l2' else faiss.METRIC_INNER_PRODUCT
+ix = faiss.index_factory(128, sys.argv[2], metric)
+try:
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(ix))
+    ivf.cp.seed, ivf.cp.niter = 1234, 10
+except RuntimeError:
+    ivf = faiss.downcast_index(ix)
+if hasattr(ivf, 'pq'):
+    ivf.pq.cp.seed, ivf.pq.cp.niter = 1234, 10
+if hasattr(ivf, 'do_polysemous_training'):
+    ivf.do_polysemous_training = False
+ix.train(xb)
+ix.add(xb)
+faiss.write_index(ix, sys.argv[3])
+`
+
+// TestFactoryMatchesPython trains the new kinds through TrainFAISS's
+// factory path and checks that Python FAISS, given the same factory string
+// and settings, writes the same file.
+func TestFactoryMatchesPython(t *testing.T) {
+	base := readFvecs(t, "siftsmall_base.fvecs")
+	testutil.Python(t)
+	for _, c := range []struct {
+		key    string
+		metric faissio.Metric
+	}{
+		{"IVF32,PQ16x4fs", faissio.L2},
+		{"IVF32,PQ16x4fsr", faissio.InnerProduct},
+		{"PQ16", faissio.L2},
+		{"PQ16x4fs", faissio.InnerProduct},
+		{"IVF32_HNSW32,PQ16", faissio.L2},
+	} {
+		t.Run(c.key, func(t *testing.T) {
+			p := FAISSParams{D: 128, Metric: c.metric, Factory: c.key, Seed: 1234, Niter: 10}
+			ix, err := TrainFAISS(p, base, base, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ix.Close()
+			_, ours := writeBytes(t, ix, "go.index")
+			path := filepath.Join(t.TempDir(), "python.index")
+			runPython(t, pyFactory, filepath.Join(dataDir, "siftsmall_base.fvecs"), c.key, path, c.metric.String())
+			theirs, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(ours, theirs) {
+				t.Errorf("TrainFAISS and Python's index_factory wrote different files (%d vs %d bytes, first difference at %d)",
+					len(ours), len(theirs), firstDiff(ours, theirs))
+			}
+		})
+	}
+}
+
+// TestNewKindsRebuild takes FAISS-trained FastScan and HNSW-quantizer IVF
+// indexes apart (IVFParams) and builds them again (NewIVF): FAISS writes
+// the same bytes and searches the same.
+func TestNewKindsRebuild(t *testing.T) {
+	base := readFvecs(t, "siftsmall_base.fvecs")
+	queries := readFvecs(t, "siftsmall_query.fvecs")
+	for _, c := range []struct {
+		key    string
+		metric faissio.Metric
+	}{
+		{"IVF32,PQ16x4fs", faissio.L2},
+		{"IVF32,PQ16x4fsr", faissio.InnerProduct},
+		{"IVF32_HNSW32,PQ16", faissio.L2},
+		{"IVF32_HNSW32,PQ16x4fsr", faissio.L2},
+		{"IVF32_HNSW32,Flat", faissio.InnerProduct},
+	} {
+		t.Run(c.key, func(t *testing.T) {
+			ix, err := TrainFAISS(FAISSParams{D: 128, Metric: c.metric, Factory: c.key, Seed: 1234, Niter: 10}, base, base, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ix.Close()
+			re, p := rebuild(t, ix)
+			if p.FastScan != (c.key[len(c.key)-1] == 's' || c.key[len(c.key)-1] == 'r') || (p.HNSW != nil) != (c.key[5] == '_') {
+				t.Errorf("IVFParams: FastScan %v, HNSW %v", p.FastScan, p.HNSW != nil)
+			}
+			if msg := sameFile(t, ix, re); msg != "" {
+				t.Error(msg)
+			}
+			for _, ef := range []int{0, 64} {
+				d1, l1, err := ix.SearchWith(queries, 10, SearchParams{Nprobe: 4, EfSearch: ef})
+				if err != nil {
+					t.Fatal(err)
+				}
+				d2, l2, err := re.SearchWith(queries, 10, SearchParams{Nprobe: 4, EfSearch: ef})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameResults(t, c.key, d1, l1, d2, l2)
+			}
+		})
+	}
+}
+
+// TestBuildHNSW builds the graph of an IVF's centroids twice (the same
+// graph: one thread) and checks that an IVF index with it as quantizer,
+// searched with efSearch at nlist, finds what the flat quantizer finds.
+func TestBuildHNSW(t *testing.T) {
+	base := readFvecs(t, "siftsmall_base.fvecs")
+	queries := readFvecs(t, "siftsmall_query.fvecs")
+	ix := trainCase(t, ivfCases[0], base)
+	p, err := ix.IVFParams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cent := faissio.Matrix{Rows: p.Nlist, Cols: p.D, Data: p.Centroids}
+	hp := HNSWParams{M: 8, EfConstruction: 40, EfSearch: 16}
+	g1, err := BuildHNSW(p.Metric, cent, hp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	SetThreads(3)
+	g2, err := BuildHNSW(p.Metric, cent, hp)
+	SetThreads(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(g1, g2) {
+		t.Error("two builds of the same graph differ")
+	}
+	if len(g1.Levels) != p.Nlist || len(g1.Offsets) != p.Nlist+1 || g1.EfSearch != 16 {
+		t.Errorf("graph of %d levels, %d offsets, efSearch %d", len(g1.Levels), len(g1.Offsets), g1.EfSearch)
+	}
+	q := p
+	q.HNSW = g1
+	hx, err := NewIVF(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hx.Close()
+	info, err := hx.Info()
+	if err != nil || info.Quantizer != "IndexHNSWFlat" || info.EfSearch != 16 {
+		t.Fatalf("info %+v, %v", info, err)
+	}
+	d1, l1, err := ix.Search(queries, 10, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, l2, err := hx.SearchWith(queries, 10, SearchParams{Nprobe: 8, EfSearch: p.Nlist})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameResults(t, "HNSW quantizer at efSearch nlist", d1, l1, d2, l2)
+	if _, err := BuildHNSW(p.Metric, cent, HNSWParams{M: 1, EfConstruction: 40, EfSearch: 16}); err == nil {
+		t.Error("HNSW M 1 accepted")
+	}
+}
