@@ -188,6 +188,17 @@ func benchSelection(t *testing.T, rep *benchReport) func(string) bool {
 func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 	pq := func(m int) []string { return []string{"--index", "ivfpq", "--m", fmt.Sprint(m)} }
 	with := func(a []string, b ...string) []string { return append(append([]string{}, a...), b...) }
+	// Issue 14's kinds: FastScan at twice the sub-quantizers (the same
+	// bytes as 8-bit IVFPQ), flat PQ, and the HNSW quantizer.
+	kind := func(index string, m int) []string { return []string{"--index", index, "--m", fmt.Sprint(m)} }
+	kinds := func(m int) []benchBuild {
+		return []benchBuild{
+			{"FAISS IVFPQFastScan", with(kind("ivfpqfs", 2*m), "--train", "faiss")},
+			{"distilled IVFPQFastScan", with(kind("ivfpqfs", 2*m), "--train", "distill")},
+			{"FAISS PQ", with(kind("pq", m), "--train", "faiss")},
+			{"distilled PQ", with(kind("pq", m), "--train", "distill")},
+		}
+	}
 	var cases []benchCase
 	if want("glove20k") {
 		cases = append(cases, benchCase{
@@ -200,6 +211,7 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 				{"k-means IVFFlat", []string{"--index", "ivfflat", "--train", "kmeans"}},
 			},
 		})
+		cases[len(cases)-1].Builds = append(cases[len(cases)-1].Builds, kinds(25)[:2]...) // M 50: d = 100
 	}
 	if want("siftsmall") {
 		cases = append(cases, benchCase{
@@ -210,6 +222,10 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 				{"distilled IVFPQ", with(pq(16), "--train", "distill", "--pseudo-queries", "2000")},
 				{"FAISS OPQ+IVFPQ", with(pq(16), "--train", "faiss", "--opq")},
 				{"distilled OPQ+IVFPQ", with(pq(16), "--train", "distill", "--pseudo-queries", "2000", "--opq")},
+				{"FAISS IVFPQFastScan", with(kind("ivfpqfs", 32), "--train", "faiss")},
+				{"distilled IVFPQFastScan", with(kind("ivfpqfs", 32), "--train", "distill", "--pseudo-queries", "2000")},
+				{"FAISS PQ", with(kind("pq", 16), "--train", "faiss")},
+				{"distilled PQ", with(kind("pq", 16), "--train", "distill", "--pseudo-queries", "2000")},
 			},
 		})
 	}
@@ -227,6 +243,10 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 				{"k-means IVFFlat", []string{"--index", "ivfflat", "--train", "kmeans"}},
 				{"distilled IVFFlat", []string{"--index", "ivfflat", "--train", "distill"}},
 			}}
+		// d = 100: 4-bit codes of 25 bytes (M 50) against 8-bit IVFPQ M 25.
+		gl.Builds = append(gl.Builds, benchBuild{"FAISS IVFPQ M25", with(pq(25), "--train", "faiss")},
+			benchBuild{"distilled IVFPQ M25", with(pq(25), "--train", "distill")})
+		gl.Builds = append(gl.Builds, kinds(25)...)
 		cos := benchCase{Section: "glove100k", Data: "GloVe 100k cosine", Metric: "ip", Nlist: 256, Builds: []benchBuild{
 			{"FAISS IVFPQ", with(pq(20), "--train", "faiss")},
 			{"distilled IVFPQ", with(pq(20), "--train", "distill")},
@@ -260,7 +280,11 @@ func runBenchCase(t *testing.T, bin, dir string, c benchCase) []benchRun {
 	for i, b := range c.Builds {
 		out := filepath.Join(dir, fmt.Sprintf("%d.faiss", i))
 		rep := filepath.Join(dir, fmt.Sprintf("%d.json", i))
-		args := append([]string{"build", "--docs", c.Docs, "--metric", c.Metric, "--nlist", fmt.Sprint(c.Nlist), "-o", out, "--report-json", rep}, b.Args...)
+		args := []string{"build", "--docs", c.Docs, "--metric", c.Metric, "-o", out, "--report-json", rep}
+		if a := strings.Join(b.Args, " "); !strings.Contains(a, "--index pq ") && !strings.Contains(a, "--index pqfs ") {
+			args = append(args, "--nlist", fmt.Sprint(c.Nlist))
+		}
+		args = append(args, b.Args...)
 		if c.TrainQueries != "" && strings.Contains(strings.Join(b.Args, " "), "distill") {
 			args = append(args, "--queries", c.TrainQueries)
 		}

@@ -58,17 +58,21 @@ func TestTrainAddMergeEqualsBuild(t *testing.T) {
 	for _, ds := range sets {
 		dir := t.TempDir()
 		shards, cuts := writeShards(t, ds.docs, dir)
-		m := "20" // PQ sub-quantizers: 5 dimensions each
+		m, mfs := "20", "50" // PQ sub-quantizers: 5 dimensions each; FastScan's: 2
 		if ds.name == "siftsmall" {
-			m = "16"
+			m, mfs = "16", "32"
 		}
 		for _, c := range []struct {
 			name string
 			args []string
+			// FAISS 1.7.3's merge_into cannot merge FastScan's block lists
+			// (BlockInvertedLists adds a list's entries only once).
+			noPython bool
 		}{
-			{"kmeans-ivfpq", []string{"--train", "kmeans", "--m", m}},
-			{"kmeans-ivfflat", []string{"--train", "kmeans", "--index", "ivfflat", "--metric", "l2"}},
-			{"distill-ivfpq", []string{"--m", m, "--pseudo-queries", "2000", "--epochs", "2"}},
+			{"kmeans-ivfpqfs-hnsw", []string{"--train", "kmeans", "--index", "ivfpqfs", "--m", mfs, "--quantizer", "hnsw"}, true},
+			{"kmeans-ivfpq", []string{"--train", "kmeans", "--m", m}, false},
+			{"kmeans-ivfflat", []string{"--train", "kmeans", "--index", "ivfflat", "--metric", "l2"}, false},
+			{"distill-ivfpq", []string{"--m", m, "--pseudo-queries", "2000", "--epochs", "2"}, false},
 		} {
 			t.Run(ds.name+"/"+c.name, func(t *testing.T) {
 				args := c.args
@@ -91,13 +95,15 @@ func TestTrainAddMergeEqualsBuild(t *testing.T) {
 				}
 				// Python FAISS's merge_into of the same parts, and a
 				// memory-mapped search of ours.
-				py := filepath.Join(dir, c.name+"-python.faiss")
-				out := testutil.RunPython(t, pyMergeAndMmap, py, merged, gloveQueriesFor(ds.name), strings.Join(parts, ","))
-				if !bytes.Equal(readBytes(t, py), want) {
-					t.Errorf("Python FAISS's merge_into of the parts differs from build's file")
-				}
-				if strings.TrimSpace(string(out)) != "mmap search equal" {
-					t.Errorf("memory-mapped search: %s", out)
+				if !c.noPython {
+					py := filepath.Join(dir, c.name+"-python.faiss")
+					out := testutil.RunPython(t, pyMergeAndMmap, py, merged, gloveQueriesFor(ds.name), strings.Join(parts, ","))
+					if !bytes.Equal(readBytes(t, py), want) {
+						t.Errorf("Python FAISS's merge_into of the parts differs from build's file")
+					}
+					if strings.TrimSpace(string(out)) != "mmap search equal" {
+						t.Errorf("memory-mapped search: %s", out)
+					}
 				}
 				// Add to a filled index: the first two shards, then the rest.
 				half := filepath.Join(dir, c.name+"-half.faiss")

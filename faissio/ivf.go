@@ -44,7 +44,8 @@ type IVFParams struct {
 	// Flat describes an index without IVF: an IndexPQ (IxPq) or, with
 	// FastScan, an IndexPQFastScan (IPfs), trained as one list (Nlist 1)
 	// whose centroid is zero, its vectors numbered 0..n-1 in order. Only
-	// the build's writer (distill/build) reads it; WriteIVF refuses it.
+	// the build's writer (distill/build.WriteFile) writes it; NewIVFIndex and
+	// WriteIVF refuse it.
 	Flat bool
 
 	// HNSW, when not nil, makes the coarse quantizer an IndexHNSWFlat over
@@ -224,6 +225,9 @@ func ivfShell(p *IVFParams) (Index, *IVF, error) {
 	}
 	if err := p.Check(); err != nil {
 		return nil, nil, err
+	}
+	if p.Flat {
+		return nil, nil, errors.New("parameters of a PQ without IVF (Flat): distill/build's WriteFile writes those")
 	}
 	var q Index = &Flat{
 		Header: Header{D: p.D, Ntotal: int64(p.Nlist), IsTrained: true, Metric: p.Metric},
@@ -406,6 +410,10 @@ func ivfParamsOf(ix Index) (IVFParams, error) {
 	p.Lists = make([]int64, 0, n)
 	p.IDs = make([]int64, 0, n)
 	p.Codes = make([]byte, 0, n*cs)
+	var blocks *fastScanBlocks
+	if fs != nil {
+		blocks = newFastScanBlocks(p.M, nil)
+	}
 	for l, il := range v.Lists {
 		for range il.IDs {
 			p.Lists = append(p.Lists, int64(l))
@@ -419,7 +427,7 @@ func ivfParamsOf(ix Index) (IVFParams, error) {
 		if len(il.Codes) != FastScanPackedSize(k, p.M, FastScanBlock) {
 			return p, fmt.Errorf("list %d: %d code bytes for %d vectors in blocks of %d", l, len(il.Codes), k, FastScanBlock)
 		}
-		if !fastScanPaddingZero(il.Codes, k, p.M) {
+		if !blocks.listPaddingZero(il.Codes, k) {
 			return p, fmt.Errorf("list %d: the padding of its last block is not zero, as FAISS leaves it", l)
 		}
 		at := len(p.Codes)

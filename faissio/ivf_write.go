@@ -274,14 +274,10 @@ func (b *fastScanBlocks) paddingZero(block []byte, k int) bool {
 	return bytes.Equal(b.packed, block)
 }
 
-// fastScanPaddingZero reports whether packed, the codes of n vectors of M
-// 4-bit codes in FastScan blocks, has zero padding: only a partial last
-// block has any.
-func fastScanPaddingZero(packed []byte, n, m int) bool {
+// listPaddingZero reports whether packed, the codes of a list of n
+// vectors in FastScan blocks, has zero padding: only a partial last block
+// has any.
+func (b *fastScanBlocks) listPaddingZero(packed []byte, n int) bool {
 	k := n % FastScanBlock
-	if k == 0 {
-		return true
-	}
-	b := newFastScanBlocks(m, nil)
-	return b.paddingZero(packed[len(packed)-b.size:], k)
+	return k == 0 || b.paddingZero(packed[len(packed)-b.size:], k)
 }

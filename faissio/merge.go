@@ -502,10 +502,9 @@ func (m *Merge) WriteHeader(w io.Writer) error {
 // in order, then their ids; for FastScan, the list's size and the parts'
 // ids, then the byte count and the parts' codes repacked, a block at a
 // time. It reads the parts in chunks through one buffer of about 1 MiB
-// (FastScan codes through one of 256 KiB), and checks ctx between chunks
-// written; once ctx is done
-// it returns ctx.Err() itself, unwrapped, having written a prefix. A
-// failure to read a part names the part.
+// (FastScan codes through one of 256 KiB), and checks ctx between chunks;
+// once ctx is done it returns ctx.Err() itself, unwrapped, having written
+// a prefix. A failure to read a part names the part.
 func (m *Merge) WriteRange(ctx context.Context, w io.Writer, lo, hi int) error {
 	if lo < 0 || lo > hi || hi > len(m.sizes) {
 		return fmt.Errorf("merge: range [%d, %d) outside the %d lists", lo, hi, len(m.sizes))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -380,5 +381,52 @@ func TestMergeFastScanIVFFiles(t *testing.T) {
 	}
 	if want := indexBytes(t, concatParts([]*IVFParams{a, b, &c})); !bytes.Equal(got, want) {
 		t.Errorf("merged file of %d bytes, WriteIndex %d, differing at byte %d", len(got), len(want), firstDiff(got, want))
+	}
+}
+
+// shrinkingFile is a file in memory that can be cut short after opening.
+type shrinkingFile struct{ b []byte }
+
+func (f *shrinkingFile) ReadAt(p []byte, off int64) (int, error) {
+	return bytes.NewReader(f.b).ReadAt(p, off)
+}
+
+// TestMergeFastScanStops: a FastScan merge stops at a cancellation, and at
+// a part that became shorter than when it was opened, naming it.
+func TestMergeFastScanStops(t *testing.T) {
+	r := ixRand(68)
+	a, b := fastScanMergeBase(r, 3000, 2000)
+	fa, fb := &shrinkingFile{indexBytes(t, a)}, &shrinkingFile{indexBytes(t, b)}
+	xa, err := NewIVFFile(fa, int64(len(fa.b)), "part-0.faiss")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xb, err := NewIVFFile(fb, int64(len(fb.b)), "part-1.faiss")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMerge(context.Background(), []*IVFFile{xa, xb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.WriteRange(cancelled, &bytes.Buffer{}, 0, m.Nlist()); err != context.Canceled {
+		t.Errorf("WriteRange cancelled: %v", err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "merged.faiss")
+	ctx, cancel := context.WithCancel(context.Background())
+	err = m.WriteFile(ctx, out, 2, func(done, total int) { cancel() })
+	if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), out+": ") {
+		t.Errorf("WriteFile cancelled: %v", err)
+	}
+	if names := dirNames(t, dir); len(names) != 0 {
+		t.Errorf("WriteFile cancelled: left %v", names)
+	}
+	fb.b = fb.b[:len(fb.b)-100]
+	err = m.WriteRange(context.Background(), &bytes.Buffer{}, 0, m.Nlist())
+	if err == nil || !strings.HasPrefix(err.Error(), "part-1.faiss: reading the codes of list ") || !strings.HasSuffix(err.Error(), "the file is shorter than when it was opened") {
+		t.Errorf("a part cut short: %v", err)
 	}
 }

@@ -57,7 +57,11 @@ func flatIndex(p *faissio.IVFParams) (faissio.Index, error) {
 	pq := faissio.ProductQuantizer{D: p.D, M: p.M, Nbits: p.Nbits, Centroids: p.Codebooks}
 	var ix faissio.Index
 	if p.FastScan {
-		ix = newPQFastScan(h, pq, p.Codes)
+		fs, err := faissio.NewPQFastScan(h, pq, p.Codes)
+		if err != nil {
+			return nil, err
+		}
+		ix = fs
 	} else {
 		ix = &faissio.PQ{Header: h, PQ: pq, Codes: p.Codes, PolysemousHT: int32(p.M*p.Nbits + 1)}
 	}
@@ -144,15 +148,4 @@ func faissParams(index *faiss.Index, flat bool) (*faissio.IVFParams, error) {
 		return nil, err
 	}
 	return flatParams(ix)
-}
-
-// newPQFastScan is what FAISS holds after IndexPQFastScan(d, M, 4, metric,
-// 32) trained with pq's codebooks has added the n vectors of codes.
-func newPQFastScan(h faissio.Header, pq faissio.ProductQuantizer, codes []byte) *faissio.PQFastScan {
-	bbs := faissio.FastScanBlock
-	n := int(h.Ntotal)
-	n2, m2 := (n+bbs-1)/bbs*bbs, (pq.M+1)/2*2
-	fs := &faissio.PQFastScan{Header: h, PQ: pq, Bbs: int32(bbs), Ntotal2: int64(n2), M2: int64(m2), Codes: make([]byte, n2*m2/2)}
-	faissio.PackFastScan(fs.Codes, codes, n, pq.M, bbs)
-	return fs
 }
