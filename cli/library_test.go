@@ -57,7 +57,7 @@ func TestLibraryErrorsAreTheCLIs(t *testing.T) {
 		}
 	}
 	code, _, stderr := run(t, "build", "--docs", gloveDocs, "-o", "x.faiss", "--index", "ivfpq-typo")
-	if code != 2 || stderr != "distillvq: --index \"ivfpq-typo\": want ivfpq or ivfflat\n" {
+	if code != 2 || stderr != "distillvq: --index \"ivfpq-typo\": want ivfpq, ivfflat, ivfpqfs, pq or pqfs\n" {
 		t.Errorf("--index ivfpq-typo: exit %d, %q", code, stderr)
 	}
 }
