@@ -135,7 +135,7 @@ func trainFlags(output string) []ucli.Flag {
 		&ucli.IntFlag{Name: "in-batch", Category: "distillation", Value: 200, Usage: "negatives per query"},
 		&ucli.StringFlag{Name: "loss", Category: "distillation", Value: "listnet", Usage: "listnet, kl, mse, margin-mse or ranknet"},
 		&ucli.StringFlag{Name: "ivf-loss", Category: "distillation", Value: "list", Usage: "list (softmax over all lists) or doc (the paper's doc-level loss)"},
-		&ucli.FloatFlag{Name: "temperature", Category: "distillation", Value: 0.2, Usage: "softmax temperature, in units of the median spread of the teacher's top-k scores"},
+		&ucli.FloatFlag{Name: "temperature", Category: "distillation", HideDefault: true, Usage: "softmax temperature, in units of the median spread of the teacher's top-k scores (default 0.2; 1.6 for --index pq and pqfs)"},
 		&ucli.BoolFlag{Name: "quantize-lut", Category: "distillation", Usage: "score the inner-product student with look-up tables rounded to 8 bits, as FAISS's FastScan search does"},
 		&ucli.FloatFlag{Name: "ivf-weight", Category: "distillation", HideDefault: true, Usage: "weight of the IVF loss (default: scaled to the PQ loss on the first batch)"},
 		&ucli.IntFlag{Name: "epochs", Category: "distillation", Value: distill.DefaultEpochs, Usage: "passes over the training queries"},

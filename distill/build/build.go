@@ -418,6 +418,9 @@ func (j *job) fit(ctx context.Context) (*Trained, error) {
 	}
 	dc.Seed = o.Seed
 	dc.FixedCentroids = o.Index.flat()
+	if dc.Temperature == 0 && o.Index.flat() {
+		dc.Temperature = FlatTemperature
+	}
 	if j.ck != nil {
 		dc.Checkpoint, dc.Resume = j.ck.saveDistill, j.ck.distill
 	}
