@@ -235,3 +235,34 @@ func TestMergeAndAddRefuse(t *testing.T) {
 		t.Error("a refused step wrote its output")
 	}
 }
+
+// TestFlatKindsRefuseSteps checks that the kinds without IVF, which have no
+// lists to fill shard by shard, are refused by the steps and by options
+// that need lists, in one line each.
+func TestFlatKindsRefuseSteps(t *testing.T) {
+	dir := t.TempDir()
+	pq := filepath.Join(dir, "pq.faiss")
+	mustRun(t, "build", "--docs", gloveDocs, "--index", "pq", "--m", "10", "--train", "kmeans", "-o", pq)
+	out := filepath.Join(dir, "out.faiss")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"train", "--docs", gloveDocs, "--index", "pq", "-o", out}, 1, "no inverted lists to fill shard by shard"},
+		{[]string{"add", "--index", pq, "--docs", gloveDocs, "-o", out}, 1, "IndexPQ is not an IndexIVFFlat"},
+		{[]string{"merge", "-o", out, pq, pq}, 1, "IndexPQ has no inverted lists"},
+		{[]string{"build", "--docs", gloveDocs, "--index", "pqfs", "--nbits", "8", "-o", out}, 2, "codes are 4 bits"},
+		{[]string{"build", "--docs", gloveDocs, "--index", "pq", "--quantizer", "hnsw", "-o", out}, 2, "needs an IVF index"},
+		{[]string{"build", "--docs", gloveDocs, "--index", "pq", "--nlist", "64", "-o", out}, 2, "has no inverted lists"},
+		{[]string{"build", "--docs", gloveDocs, "--index", "ivfpq", "--quantizer", "hnsw", "--hnsw-m", "1", "-o", out}, 2, "--hnsw-m 1"},
+	} {
+		code, _, errs := run(t, c.args...)
+		if code != c.code || !strings.Contains(errs, c.want) || strings.Count(errs, "\n") != 1 {
+			t.Errorf("%v: exit %d, %q; want exit %d and one line with %q", c.args, code, errs, c.code, c.want)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a refused command wrote its output")
+	}
+}
