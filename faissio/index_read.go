@@ -996,11 +996,6 @@ func (d *decoder) blockLists(ix *IVFPQFastScan, dmOff int64) error {
 	if fc != "ilbl" {
 		return d.errorf(start, "inverted lists fourcc %q: an IndexIVFPQFastScan has block lists (ilbl)", fc)
 	}
-	if d.headOnly {
-		// The ids and codes of block lists alternate, list by list, so
-		// that there is no head of sizes to stop after.
-		return d.errorf(start, "block inverted lists (ilbl) cannot be opened without reading them")
-	}
 	off := d.off
 	n, err := d.u64("inverted lists nlist")
 	if err != nil {
@@ -1033,6 +1028,16 @@ func (d *decoder) blockLists(ix *IVFPQFastScan, dmOff int64) error {
 		return d.errorf(off, "inverted lists have %d bytes per block, want bbs*M2/2 = %d", ix.BlockSize, blockSize)
 	}
 	ix.Lists = make([]InvertedList, ix.Nlist)
+	if d.headOnly {
+		// The ids and codes of block lists alternate, list by list, and
+		// each list gives its size with its contents: the head holds no
+		// sizes, and the lists start here.
+		if d.head != nil {
+			return d.errorf(d.off, "a second set of inverted lists (an IVF index inside an IVF index)")
+		}
+		d.head = &listsHead{ivf: &ix.IVF, codeSize: int(ix.CodeSize), dataOff: d.off, dmOff: dmOff}
+		return nil
+	}
 	left := uint64(ix.Ntotal)
 	for l := range ix.Lists {
 		what := fmt.Sprintf("ids of list %d", l)

@@ -271,7 +271,7 @@ func (x *IVFFile) missing(size int64) string {
 // the parts' headers but the sizes.
 func (x *IVFFile) readHead() (IVFParams, *listsHead, int64, error) {
 	d := &decoder{r: bufio.NewReaderSize(io.NewSectionReader(x.r, 0, x.size), 1<<16), headOnly: true}
-	ix, err := d.headIndex()
+	ix, err := d.index()
 	if err == nil && d.head == nil {
 		err = &formatError{off: 0, msg: typeName(ix) + " has no inverted lists"}
 	}
@@ -322,128 +322,6 @@ func (x *IVFFile) readHead() (IVFParams, *listsHead, int64, error) {
 		return IVFParams{}, nil, 0, fmt.Errorf("%s: byte %d differs from what WriteIndex writes for NewIVFIndex of the same contents (an untrained index, or other settings)", x.name, cmp.diff)
 	}
 	return p, head, cmp.off, nil
-}
-
-// headIndex reads an index as a head-only decoder's index does, but also
-// stops at the contents of the "ilbl" lists of an IndexIVFPQFastScan, bare
-// or in an IndexPreTransform, recording d.head (without sizes: each list
-// gives its own with its contents) where the reader proper refuses to
-// stop. Only those two records are read here, the same way as the reader
-// reads them; everything else, the quantizer included, is the reader's.
-func (d *decoder) headIndex() (Index, error) {
-	fc, err := d.r.Peek(4)
-	if err != nil || string(fc) != "IwPf" && string(fc) != "IxPT" {
-		return d.index()
-	}
-	start := d.off
-	if d.depth >= maxNesting {
-		return nil, d.errorf(start, "indexes nested more than %d deep", maxNesting)
-	}
-	d.depth++
-	defer func() { d.depth-- }()
-	if _, err := d.fourcc("index fourcc"); err != nil {
-		return nil, err
-	}
-	if string(fc) == "IwPf" {
-		return d.fastScanHead()
-	}
-	ix := &PreTransform{}
-	if err := d.header(&ix.Header); err != nil {
-		return nil, err
-	}
-	off := d.off
-	nt, err := d.i32("transform count")
-	if err != nil {
-		return nil, err
-	}
-	if nt < 0 {
-		return nil, d.errorf(off, "transform count %d is negative", nt)
-	}
-	dim := ix.D
-	for i := range int(nt) {
-		off := d.off
-		lt, err := d.linearTransform()
-		if err != nil {
-			return nil, err
-		}
-		if lt.DIn != dim {
-			return nil, d.errorf(off, "transform %d takes %d dimensions, the previous step gives %d", i, lt.DIn, dim)
-		}
-		dim = lt.DOut
-		ix.Chain = append(ix.Chain, lt)
-	}
-	off = d.off
-	if ix.Index, err = d.headIndex(); err != nil {
-		return nil, err
-	}
-	if sub := ix.Index.IndexHeader().D; sub != dim {
-		return nil, d.errorf(off, "wrapped index has dimension %d, the transforms give %d", sub, dim)
-	}
-	return ix, nil
-}
-
-// fastScanHead reads an IndexIVFPQFastScan after its fourcc up to its
-// lists' contents: the IVF header, the FastScan fields, the PQ and the
-// "ilbl" header, its lists left empty.
-func (d *decoder) fastScanHead() (*IVFPQFastScan, error) {
-	ix := &IVFPQFastScan{}
-	dmOff, err := d.ivf(&ix.IVF)
-	if err != nil {
-		return nil, err
-	}
-	if ix.ByResidual, err = d.boolean("by_residual"); err != nil {
-		return nil, err
-	}
-	if ix.CodeSize, err = d.i64("code_size"); err != nil {
-		return nil, err
-	}
-	bbsOff := d.off
-	if ix.Bbs, err = d.i32("bbs"); err != nil {
-		return nil, err
-	}
-	m2Off := d.off
-	if ix.M2, err = d.i64("M2"); err != nil {
-		return nil, err
-	}
-	if ix.Implem, err = d.i32("implem"); err != nil {
-		return nil, err
-	}
-	if ix.Qbs2, err = d.i64("qbs2"); err != nil {
-		return nil, err
-	}
-	pqOff := d.off
-	if ix.PQ, err = d.productQuantizer(ix.D); err != nil {
-		return nil, err
-	}
-	if err := d.fastScanShape(&ix.PQ, pqOff, ix.Bbs, bbsOff, ix.M2, m2Off); err != nil {
-		return nil, err
-	}
-	start := d.off
-	fc, err := d.fourcc("inverted lists fourcc")
-	if err != nil {
-		return nil, err
-	}
-	if fc != "ilbl" {
-		return nil, d.errorf(start, "inverted lists fourcc %q: an IndexIVFPQFastScan has block lists (ilbl)", fc)
-	}
-	off := d.off
-	n, err := d.u64("inverted lists nlist")
-	if err != nil {
-		return nil, err
-	}
-	if n != uint64(ix.Nlist) {
-		return nil, d.errorf(off, "inverted lists have nlist %d, the index %d", n, ix.Nlist)
-	}
-	for _, f := range []*uint64{&ix.ListsCodeSize, &ix.NPerBlock, &ix.BlockSize} {
-		if *f, err = d.u64("inverted lists header"); err != nil {
-			return nil, err
-		}
-	}
-	// What the lists' header says is checked with the rest of the index
-	// (checkIndex), and against what NewIVFIndex writes.
-	ix.Lists = make([]InvertedList, ix.Nlist)
-	d.head = &listsHead{ivf: &ix.IVF, codeSize: int(ix.CodeSize), dataOff: d.off, dmOff: dmOff}
-	return ix, nil
 }
 
 // sameWriter compares what is written to it with r's bytes from offset 0,
