@@ -2,6 +2,7 @@ package faiss
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -161,6 +162,48 @@ func TestBuildHNSW(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameResults(t, "HNSW quantizer at efSearch nlist", d1, l1, d2, l2)
+	// A search-time efSearch must act as the stored one does: FAISS
+	// 1.7.3's SearchParametersHNSW leaves the beam at max(stored, k). A
+	// sparse graph over many lists makes the beam matter.
+	fx, err := TrainFAISS(FAISSParams{D: base.Cols, Metric: faissio.L2, Nlist: 1024, Seed: 1, Niter: 4}, base, base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fx.Close()
+	fp, err := fx.IVFParams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sparse, err := BuildHNSW(fp.Metric, faissio.Matrix{Rows: fp.Nlist, Cols: fp.D, Data: fp.Centroids}, HNSWParams{M: 4, EfConstruction: 8, EfSearch: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp.HNSW = sparse
+	low, err := NewIVF(fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer low.Close()
+	for _, ef := range []int{32, 96} {
+		r := fp
+		g := *sparse
+		g.EfSearch = int32(ef)
+		r.HNSW = &g
+		sx, err := NewIVF(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d3, l3, err := sx.Search(queries, 10, 4)
+		sx.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d4, l4, err := low.SearchWith(queries, 10, SearchParams{Nprobe: 4, EfSearch: ef})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, fmt.Sprintf("efSearch %d given at search time and stored", ef), d3, l3, d4, l4)
+	}
 	if _, err := BuildHNSW(p.Metric, cent, HNSWParams{M: 1, EfConstruction: 40, EfSearch: 16}); err == nil {
 		t.Error("HNSW M 1 accepted")
 	}

@@ -113,10 +113,12 @@ faiss::IndexFlat* new_quantizer(int32_t d, int32_t metric) {
 	return new faiss::IndexFlatL2(d);
 }
 
-// fastscan_mu serialises searches of FastScan indexes: FAISS 1.7.3's
-// IndexIVFFastScan takes no search parameters, so nprobe and the
-// quantizer's efSearch are set on the index itself for the call.
-std::mutex fastscan_mu;
+// set_mu serialises the searches that set parameters on the index
+// itself for the call: FAISS 1.7.3's IndexIVFFastScan takes no search
+// parameters, and its HNSW search sizes its beam by max(hnsw.efSearch, k)
+// whatever SearchParametersHNSW says (the parameter only changes when the
+// search stops), so an efSearch is set on the quantizer.
+std::mutex set_mu;
 
 // set_ef sets an HNSW quantizer's efSearch, returning the old value (or -1
 // when q is not HNSW).
@@ -133,13 +135,16 @@ int set_ef(faiss::Index* q, int ef) {
 // search_nprobe searches ix, giving nprobe (and, when ef > 0, the HNSW
 // coarse quantizer's efSearch) to the first IVF index on the way down.
 // Other indexes are never modified, so concurrent calls are safe; FastScan
-// IVF indexes are searched one call at a time.
+// IVF indexes, and HNSW-quantized ones given an efSearch, are searched one
+// call at a time.
 void search_nprobe(const faiss::Index* ix, idx_t n, const float* x, idx_t k,
 		idx_t nprobe, int32_t ef, float* dist, idx_t* labels) {
-	if (auto fs = dynamic_cast<const faiss::IndexIVFFastScan*>(ix)) {
+	auto fs = dynamic_cast<const faiss::IndexIVF*>(ix);
+	if (fs != nullptr && (dynamic_cast<const faiss::IndexIVFFastScan*>(ix) != nullptr ||
+			ef > 0 && dynamic_cast<const faiss::IndexHNSW*>(fs->quantizer) != nullptr)) {
 		FAISS_THROW_IF_NOT_MSG(nprobe >= 1, "nprobe must be at least 1");
-		std::lock_guard<std::mutex> lock(fastscan_mu);
-		auto m = const_cast<faiss::IndexIVFFastScan*>(fs);
+		std::lock_guard<std::mutex> lock(set_mu);
+		auto m = const_cast<faiss::IndexIVF*>(fs);
 		size_t old = m->nprobe;
 		int old_ef = ef > 0 ? set_ef(m->quantizer, ef) : -1;
 		m->nprobe = size_t(nprobe);
@@ -158,11 +163,6 @@ void search_nprobe(const faiss::Index* ix, idx_t n, const float* x, idx_t k,
 		FAISS_THROW_IF_NOT_MSG(nprobe >= 1, "nprobe must be at least 1");
 		faiss::SearchParametersIVF params;
 		params.nprobe = size_t(nprobe);
-		faiss::SearchParametersHNSW hp;
-		if (ef > 0 && dynamic_cast<const faiss::IndexHNSW*>(ivf->quantizer) != nullptr) {
-			hp.efSearch = ef;
-			params.quantizer_params = &hp;
-		}
 		ivf->search(n, x, k, dist, labels, &params);
 		return;
 	}
