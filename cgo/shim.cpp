@@ -738,6 +738,21 @@ int32_t dvq_get_threads(void) {
 	return openblas_get_num_threads();
 }
 
+void dvq_faiss_version(int32_t* major, int32_t* minor, int32_t* patch, char* options, int32_t n) {
+	*major = FAISS_VERSION_MAJOR;
+	*minor = FAISS_VERSION_MINOR;
+	*patch = FAISS_VERSION_PATCH;
+	if (n > 0) {
+		std::string o;
+		try {
+			o = faiss::get_compile_options();
+		} catch (...) {
+		}
+		std::strncpy(options, o.c_str(), size_t(n) - 1);
+		options[n - 1] = '\0';
+	}
+}
+
 void dvq_sgemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
 		float alpha, const float* a, int32_t lda, const float* b, int32_t ldb,
 		float beta, float* c, int32_t ldc) {

@@ -111,6 +111,10 @@ char *dvq_ivf_extract(const dvq_index *ix, float *rotation, float *centroids, fl
 void dvq_set_threads(int32_t n);
 int32_t dvq_get_threads(void);
 
+// dvq_faiss_version gives the FAISS version of the headers built against and
+// faiss::get_compile_options(), truncated to n bytes with its NUL.
+void dvq_faiss_version(int32_t *major, int32_t *minor, int32_t *patch, char *options, int32_t n);
+
 void dvq_sgemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k,
 	float alpha, const float *a, int32_t lda, const float *b, int32_t ldb,
 	float beta, float *c, int32_t ldc);

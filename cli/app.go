@@ -86,11 +86,13 @@ func MainWith(ctx context.Context, args []string, stdout, stderr io.Writer, eng 
 			searchCommand(e),
 			inspectCommand(e),
 			evalCommand(e),
+			doctorCommand(e),
+			blasCheckCommand(e),
 		},
 	}
 	for _, sub := range cmd.Commands {
 		sub.OnUsageError = usageError
-		sub.Action = refuseStrayArgs(sub.Action)
+		sub.Action = refuseStrayArgs(warnSlowBLAS(e, sub.Name, sub.Action))
 	}
 	cmd.OnUsageError = usageError
 	err := cmd.Run(ctx, args)

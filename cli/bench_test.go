@@ -1086,7 +1086,27 @@ func writeMachine(md *strings.Builder, m benchMachine) {
 	if len(m.CgoLibs) > 0 {
 		blas += "; distillvq links " + strings.Join(m.CgoLibs, ", ")
 	}
+	// A fallback kernel makes every time below slower than the CPU allows,
+	// ours and FAISS's alike: the table says so, not only distillvq's stderr.
+	pyCore, _ := py.OpenBLAS["core"].(string)
+	pyConfig, _ := py.OpenBLAS["config"].(string)
+	core, ours, theirs := slowBLASReport(pyCore, pyConfig)
+	if core != "" {
+		blas += fmt.Sprintf("; core %s in distillvq", core)
+	}
+	var slow []string
+	if ours != "" {
+		blas += " (**fallback kernels**)"
+		slow = append(slow, "distillvq: "+ours)
+	}
+	if theirs != "" {
+		blas += "; Python FAISS's core is a **fallback**"
+		slow = append(slow, "Python FAISS: "+theirs)
+	}
 	fmt.Fprintf(md, "| OpenBLAS | %s |\n", blas)
+	for _, w := range slow {
+		fmt.Fprintf(md, "\n> **Warning**, every time in this report is slower than this CPU allows. %s.\n", w)
+	}
 }
 
 func writeTargets(md *strings.Builder, ts []benchTarget) {

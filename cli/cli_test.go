@@ -77,6 +77,11 @@ func distillvqBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// On a machine whose OpenBLAS falls back to old kernels every
+	// computing command would print the warning first; the tests that
+	// count stderr lines are about other things (TestSlowBLASWarning
+	// clears this for its own runs).
+	os.Setenv(quietBLASEnv, "1")
 	code := m.Run()
 	if built.dir != "" {
 		os.RemoveAll(built.dir)

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// The tests read stderr line by line; a machine whose OpenBLAS falls
+	// back to old kernels would put cli's warning first.
+	os.Setenv("DISTILLVQ_QUIET_BLAS", "1")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
