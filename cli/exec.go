@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -37,5 +38,30 @@ func Exec(eng Engine) {
 		fmt.Fprintln(os.Stderr, "distillvq: interrupted (a FAISS call did not return within the grace period)")
 		os.Exit(130)
 	}()
-	os.Exit(MainWith(ctx, os.Args, os.Stdout, os.Stderr, eng))
+	stop := profile()
+	code := MainWith(ctx, os.Args, os.Stdout, os.Stderr, eng)
+	stop()
+	os.Exit(code)
+}
+
+// profile writes a CPU profile of the whole command to the file named by
+// DISTILLVQ_CPUPROFILE, when set (distill/SPEED.md's profiles), and returns
+// the function that finishes it.
+func profile() func() {
+	path := os.Getenv("DISTILLVQ_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "distillvq: DISTILLVQ_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }

@@ -203,3 +203,32 @@ func TestDistillSiftsmallL2(t *testing.T) {
 		t.Errorf("mean recall over nprobe fell from %.4f to %.4f", sumBefore/3, sumAfter/3)
 	}
 }
+
+// TestStalled checks the early stop's rule on training curves: it stops
+// once the best held-out recall is patience epochs old, never with a
+// negative patience.
+func TestStalled(t *testing.T) {
+	curve := func(r ...float64) []EpochStats {
+		c := make([]EpochStats, len(r))
+		for i, v := range r {
+			c[i] = EpochStats{Epoch: i, ValRecall: v}
+		}
+		return c
+	}
+	for _, c := range []struct {
+		r        []float64
+		patience int
+		want     bool
+	}{
+		{[]float64{.45, .48, .50}, 2, false},
+		{[]float64{.45, .50, .49, .50}, 2, true}, // a tie does not beat the best
+		{[]float64{.45, .50, .49}, 2, false},
+		{[]float64{.45, .44, .43}, 2, true}, // never beat the starting point
+		{[]float64{.45, .44, .43}, -1, false},
+		{[]float64{.45, .50, .49}, 1, true},
+	} {
+		if got := stalled(curve(c.r...), c.patience); got != c.want {
+			t.Errorf("stalled(%v, %d) = %v, want %v", c.r, c.patience, got, c.want)
+		}
+	}
+}

@@ -113,13 +113,17 @@ func (m *Model) Encode(ctx context.Context, x faissio.Matrix, lists []int64) ([]
 		}
 		return codes, ctx.Err()
 	}
-	if m.Nbits == 8 {
-		// One byte per index: the indices are the codes.
-		return codes, m.encodeIndices(ctx, x, lists, codes)
+	idx := codes // with 8 bits the indices are the codes
+	if m.Nbits != 8 {
+		idx = make([]uint8, x.Rows*m.M)
 	}
-	idx := make([]uint8, x.Rows*m.M)
-	if err := m.encodeIndices(ctx, x, lists, idx); err != nil {
+	var err error
+	phase(ctx, "encode", func() { err = m.encodeIndices(ctx, x, lists, idx, weightedPasses) })
+	if err != nil {
 		return nil, err
+	}
+	if m.Nbits == 8 {
+		return codes, nil
 	}
 	for i := 0; i < x.Rows; i++ {
 		packCode(codes[i*cs:(i+1)*cs], idx[i*m.M:(i+1)*m.M], m.Nbits)
@@ -128,14 +132,15 @@ func (m *Model) Encode(ctx context.Context, x faissio.Matrix, lists []int64) ([]
 }
 
 // encodeIndices writes the M codeword indices of each row's residual into
-// idx (x.Rows*M), a block of rows at a time, checking ctx between blocks.
+// idx (x.Rows*M), a block of rows at a time, checking ctx between blocks;
+// under EncodeWeight, passes sweeps refine them.
 //
 // Goroutines own the cores (callers hold SerialBLAS): each encodes whole
 // blocks, residuals, every sub-space and the weighted refinement, with its
 // own encoder and single-threaded products, so they meet only at the end.
 // A row's codes depend on its block alone and blocks have a fixed size, so
 // the result is the same for any number of threads.
-func (m *Model) encodeIndices(ctx context.Context, x faissio.Matrix, lists []int64, idx []uint8) error {
+func (m *Model) encodeIndices(ctx context.Context, x faissio.Matrix, lists []int64, idx []uint8, passes int) error {
 	const block = 4096
 	nblocks := (x.Rows + block - 1) / block
 	return eachJob(ctx, nblocks, runtime.GOMAXPROCS(0), func(int) func(int) {
@@ -147,7 +152,7 @@ func (m *Model) encodeIndices(ctx context.Context, x faissio.Matrix, lists []int
 			m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
 			enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
 			if m.EncodeWeight != nil {
-				enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], weightedPasses)
+				enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], passes)
 			}
 		}
 	})
@@ -219,39 +224,37 @@ func (e *pqEncoder) refineWeighted(u []float32, n int, idx []uint8, passes int) 
 			}
 		}
 	}
-	g := make([]float32, n*D)
-	sgemm(false, false, n, D, D, 1, err, D, W, D, 0, g, D)
 	h := make([]float32, n*dsub)
 	scores := make([]float32, n*ksub)
 	norms := make([]float32, ksub)
-	step := make([]float32, n*dsub)
 	wss := make([]float32, dsub*dsub)
+	P := make([]float32, ksub*dsub)
 	for p := 0; p < passes; p++ {
 		for s := 0; s < M; s++ {
 			book := m.Codebooks[s*ksub*dsub : (s+1)*ksub*dsub]
 			for a := 0; a < dsub; a++ {
 				copy(wss[a*dsub:(a+1)*dsub], W[(s*dsub+a)*D+s*dsub:])
 			}
+			// P = C W_ss, whose row k is W_ss c_k (W is symmetric): the
+			// codewords' quadratic terms and each residual's h come from
+			// it without a product per residual.
+			sgemm(false, false, ksub, dsub, dsub, 1, book, dsub, wss, dsub, 0, P, dsub)
 			for k := 0; k < ksub; k++ {
-				c := book[k*dsub : (k+1)*dsub]
-				var v float32
-				for a := 0; a < dsub; a++ {
-					v += c[a] * dot(wss[a*dsub:(a+1)*dsub], c)
-				}
-				norms[k] = v
+				norms[k] = dot(P[k*dsub:(k+1)*dsub], book[k*dsub:(k+1)*dsub])
 			}
-			// h = g_s + c_k W_ss for each residual's current codeword k.
+			// h = g_s + W_ss c_k for each residual's current codeword k,
+			// with g_s = e W[:, s] from the current errors: one product
+			// per sub-space, cheaper than keeping all of g = eW up to date
+			// (its first product alone is n·D² and its updates scatter).
+			sgemm(false, false, n, dsub, D, 1, err, D, W[s*dsub:], D, 0, h, dsub)
 			for i := 0; i < n; i++ {
-				c := book[int(idx[i*M+s])*dsub:]
+				pk := P[int(idx[i*M+s])*dsub:]
 				hi := h[i*dsub : (i+1)*dsub]
-				copy(hi, g[i*D+s*dsub:i*D+(s+1)*dsub])
-				for a := 0; a < dsub; a++ {
-					hi[a] += dot(c[:dsub], wss[a*dsub:(a+1)*dsub])
+				for a := range hi {
+					hi[a] += pk[a]
 				}
 			}
 			sgemm(false, true, n, ksub, dsub, 1, h, dsub, book, dsub, 0, scores, ksub)
-			clear(step)
-			changed := false
 			for i := 0; i < n; i++ {
 				row := scores[i*ksub : (i+1)*ksub]
 				old := int(idx[i*M+s])
@@ -264,19 +267,13 @@ func (e *pqEncoder) refineWeighted(u []float32, n int, idx []uint8, passes int) 
 				if best == old {
 					continue
 				}
-				changed = true
 				// The error's slice moves by c_old - c_best.
 				co, cb := book[old*dsub:], book[best*dsub:]
-				st := step[i*dsub : (i+1)*dsub]
-				for a := 0; a < dsub; a++ {
-					st[a] = co[a] - cb[a]
-					err[i*D+s*dsub+a] += st[a]
+				e := err[i*D+s*dsub : i*D+(s+1)*dsub]
+				for a := range e {
+					e[a] += co[a] - cb[a]
 				}
 				idx[i*M+s] = uint8(best)
-			}
-			if changed {
-				// g += step · W[s rows, :]
-				sgemm(false, false, n, D, dsub, 1, step, dsub, W[s*dsub*D:], D, 1, g, D)
 			}
 		}
 	}

@@ -206,10 +206,10 @@ func TestWeightedEncoding(t *testing.T) {
 			M: M, Nbits: 4, Codebooks: randMatrix(rng, 16, d).Data}
 		lists := make([]int64, n)
 		plain := make([]uint8, n*M)
-		m.encodeIndices(context.Background(), x, lists, plain)
+		m.encodeIndices(context.Background(), x, lists, plain, weightedPasses)
 		m.EncodeWeight = must(SecondMoment(context.Background(), q))
 		weighted := make([]uint8, n*M)
-		m.encodeIndices(context.Background(), x, lists, weighted)
+		m.encodeIndices(context.Background(), x, lists, weighted, weightedPasses)
 		better := 0
 		for i := 0; i < n; i++ {
 			ew, ep := weightedError(m, x.Row(i), weighted[i*M:(i+1)*M]), weightedError(m, x.Row(i), plain[i*M:(i+1)*M])

@@ -459,7 +459,12 @@ func (t *trainer) decode(a int, code []uint8, out []float32) {
 // does not depend on their number.
 //
 // It stops between chunks with ctx's error once ctx is cancelled.
-func (t *trainer) valRecall(ctx context.Context, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (float64, error) {
+func (t *trainer) valRecall(ctx context.Context, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (r float64, err error) {
+	phase(ctx, "validation", func() { r, err = t.valRecallIn(ctx, queries, val, teacher, exclude) })
+	return r, err
+}
+
+func (t *trainer) valRecallIn(ctx context.Context, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (float64, error) {
 	const k = 10
 	var lc listCodes
 	if t.M > 0 {

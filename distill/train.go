@@ -114,12 +114,14 @@ func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, 
 	if cfg.NoCoarse {
 		m.Centroids = make([]float32, d)
 	} else {
-		m.Centroids, err = KMeans(ctx, train, cfg.Nlist, KMeansConfig{
-			Niter:     cfg.Niter,
-			Seed:      seed,
-			Spherical: cfg.Metric == faissio.InnerProduct,
-			Metric:    cfg.Metric,
-			Progress:  cfg.progress("IVF k-means"),
+		phase(ctx, "ivf-kmeans", func() {
+			m.Centroids, err = KMeans(ctx, train, cfg.Nlist, KMeansConfig{
+				Niter:     cfg.Niter,
+				Seed:      seed,
+				Spherical: cfg.Metric == faissio.InnerProduct,
+				Metric:    cfg.Metric,
+				Progress:  cfg.progress("IVF k-means"),
+			})
 		})
 		if err != nil {
 			return nil, err
@@ -136,12 +138,15 @@ func TrainKMeans(ctx context.Context, docs faissio.Matrix, cfg Config) (*Model, 
 		pqTrain = sampleRows(pqTrain, max, rng)
 	}
 	res := faissio.Matrix{Rows: pqTrain.Rows, Cols: d, Data: make([]float32, pqTrain.Rows*d)}
-	lists, err := m.Assign(ctx, pqTrain)
-	if err != nil {
-		return nil, err
-	}
-	m.residuals(pqTrain, lists, res.Data)
-	m.Codebooks, err = trainCodebooks(ctx, res, cfg.M, cfg.Nbits, cfg.Niter, rng.Uint64(), cfg.progress("PQ k-means"))
+	pqSeed := rng.Uint64()
+	phase(ctx, "pq-train", func() {
+		var lists []int64
+		if lists, err = m.Assign(ctx, pqTrain); err != nil {
+			return
+		}
+		m.residuals(pqTrain, lists, res.Data)
+		m.Codebooks, err = trainCodebooks(ctx, res, cfg.M, cfg.Nbits, cfg.Niter, pqSeed, cfg.progress("PQ k-means"))
+	})
 	if err != nil {
 		return nil, err
 	}
