@@ -117,6 +117,7 @@ func TestBadInputFailsCleanly(t *testing.T) {
 		{"truncated FAISS file", []string{"inspect", cut}, "cut.faiss"},
 		{"missing index", []string{"inspect", filepath.Join(dir, "none.faiss")}, "none.faiss"},
 	}
+	cases = append(cases, parquetBadInputs(t, filepath.Join(dir, "parquet"))...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			os.WriteFile(out, []byte("keep me"), 0o644)
@@ -146,7 +147,7 @@ func leftovers(t *testing.T, dir string) []string {
 	want := map[string]bool{"truncated.npy": true, "int8.npy": true, "oned.npy": true, "q3.npy": true,
 		"garbage.faiss": true, "good.faiss": true, "cut.faiss": true, "out.faiss": true,
 		"threed.npy": true, "fortran.npy": true, "object.npy": true, "zero.npy": true, "nan.npy": true, "shards": true,
-		"ids-short.npy": true, "ids-dup.npy": true, "ids-neg.npy": true, "inf.npy": true, "text.npy": true}
+		"ids-short.npy": true, "ids-dup.npy": true, "ids-neg.npy": true, "inf.npy": true, "text.npy": true, "parquet": true}
 	entries, _ := os.ReadDir(dir)
 	var left []string
 	for _, e := range entries {

@@ -133,6 +133,9 @@ func TestBenchReport(t *testing.T) {
 	rep.Machine.End = time.Now().UTC().Format(time.RFC3339)
 	rep.Machine.LoadEnd = loadAverage()
 	rep.Targets = benchTargets(rep)
+	if want("large") {
+		rep.Targets = append(rep.Targets, runParquetBench(t, dir, os.Getenv("DISTILLVQ_BENCH_LARGE"))...)
+	}
 	writeBenchReport(t, rep)
 }
 

@@ -56,9 +56,9 @@ func buildCommand(e *env) *ucli.Command {
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			in := buildInputs{docs: c.String("docs"), ids: c.String("ids"), queries: c.String("queries"), qrels: c.String("qrels")}
-			if in.qrels != "" && in.queries == "" {
-				return fmt.Errorf("--qrels needs --queries: labels refer to training queries")
+			in, err := inputsFrom(c)
+			if err != nil {
+				return err
 			}
 			var cmp *compareRun
 			if c.Bool("compare") {
@@ -103,8 +103,10 @@ func buildCommand(e *env) *ucli.Command {
 func trainFlags(output string) []ucli.Flag {
 	return []ucli.Flag{
 		progressFlag(),
-		&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16/float64), a folder or glob of .npy shards, or .fvecs", Required: true},
+		&ucli.StringFlag{Name: "docs", Usage: "document vectors: .npy (float32/float16/float64), a folder or glob of .npy shards, .fvecs, or a .parquet file, folder or glob of them", Required: true},
 		&ucli.StringFlag{Name: "ids", Usage: "optional .npy of int64 ids, one per document (default 0..n-1)"},
+		&ucli.StringFlag{Name: "column", Usage: "Parquet inputs: the vector column, a list of floats (default: the only one)"},
+		&ucli.StringFlag{Name: "id-column", Usage: "Parquet documents: their int64 column of ids, instead of --ids"},
 		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: output, Required: true},
 		&ucli.StringFlag{Name: "index", Value: "ivfpq", Usage: "index type: ivfpq, ivfflat, ivfpqfs (4-bit FastScan IVFPQ), pq or pqfs (PQ and FastScan PQ without IVF)"},
 		&ucli.StringFlag{Name: "quantizer", Value: "flat", Usage: "coarse quantizer of the IVF kinds: flat, or hnsw (an HNSW graph FAISS builds over the learned centroids)"},
@@ -139,6 +141,7 @@ func trainFlags(output string) []ucli.Flag {
 		&ucli.BoolFlag{Name: "quantize-lut", Category: "distillation", Usage: "score the inner-product student with look-up tables rounded to 8 bits, as FAISS's FastScan search does"},
 		&ucli.FloatFlag{Name: "ivf-weight", Category: "distillation", HideDefault: true, Usage: "weight of the IVF loss (default: scaled to the PQ loss on the first batch)"},
 		&ucli.IntFlag{Name: "epochs", Category: "distillation", Value: distill.DefaultEpochs, Usage: "passes over the training queries"},
+		&ucli.IntFlag{Name: "patience", Category: "distillation", Value: distill.DefaultPatience, Usage: "stop once held-out recall has not beaten its best for this many epochs (the best epoch is kept); -1: run every epoch"},
 		&ucli.IntFlag{Name: "batch", Category: "distillation", Value: 256, Usage: "queries per step"},
 		&ucli.FloatFlag{Name: "lr-ivf", Category: "distillation", HideDefault: true, Usage: "Adam learning rate of the centroids, in units of the documents' coordinate RMS (default 0.01 for ip, 0.003 for l2)"},
 		&ucli.FloatFlag{Name: "lr-pq", Category: "distillation", HideDefault: true, Usage: "Adam learning rate of the codebooks, in the same units (default 0.01 for ip, 0.003 for l2)"},
@@ -165,14 +168,14 @@ func runDistributed(ctx context.Context, e *env, c *ucli.Command, p *progress, i
 		return fmt.Errorf("--runner %s: this distillvq has no distributed engine; distillvq-beam (make beam) is distillvq with build on Apache Beam", c.String("runner"))
 	case cmp != nil:
 		return fmt.Errorf("--compare builds in one process; run it without --runner")
-	case in.ids != "":
-		return fmt.Errorf("--ids: the distributed build numbers documents by their row; give ids to add, shard by shard")
+	case in.ids != "" || in.idColumn != "":
+		return fmt.Errorf("--ids, --id-column: the distributed build numbers documents by their row; give ids to add, shard by shard")
 	case out.logJSON != "":
 		return fmt.Errorf("--log-json: the distributed build's curve is in --report-json")
 	}
 	if in.queries != "" {
 		var err error
-		if o.Queries, err = faissio.ReadVectors(in.queries); err != nil {
+		if o.Queries, err = in.readQueries(); err != nil {
 			return fail(err)
 		}
 		if in.qrels != "" {
@@ -181,6 +184,13 @@ func runDistributed(ctx context.Context, e *env, c *ucli.Command, p *progress, i
 			}
 		}
 	}
+	// The engine's workers open the documents by path, and so need the
+	// column by name.
+	so, err := in.sourceOptions(in.docs)
+	if err != nil {
+		return err
+	}
+	o.Column = so.Column
 	summary, report, err := e.engine.Build(ctx, c, in.docs, out.index, o, p.update)
 	p.finish()
 	if err != nil {
@@ -241,7 +251,7 @@ func buildOptionsFrom(c *ucli.Command) (build.Options, error) {
 	dc := distill.DistillConfig{
 		PseudoQueries: c.Int("pseudo-queries"), Val: c.Int("val"), TopK: c.Int("topk"),
 		TopKSample: c.Int("topk-sample"), RefreshEvery: c.Int("refresh-every"), InBatch: c.Int("in-batch"),
-		Temperature: c.Float("temperature"), IVFWeight: c.Float("ivf-weight"), Epochs: c.Int("epochs"), Batch: c.Int("batch"),
+		Temperature: c.Float("temperature"), IVFWeight: c.Float("ivf-weight"), Epochs: c.Int("epochs"), Patience: c.Int("patience"), Batch: c.Int("batch"),
 		LRIVF: c.Float("lr-ivf"), LRPQ: c.Float("lr-pq"), QuantizeLUT: c.Bool("quantize-lut"),
 	}
 	if dc.Negatives, err = distill.ParseNegatives(c.String("negatives")); err != nil {
@@ -260,13 +270,53 @@ func buildOptionsFrom(c *ucli.Command) (build.Options, error) {
 	return o, nil
 }
 
-// buildInputs are the files a build reads.
-type buildInputs struct{ docs, ids, queries, qrels string }
+// buildInputs are the files a build reads, and the columns of the Parquet
+// ones: column is the vector column of each, idColumn the documents' ids.
+type buildInputs struct{ docs, ids, queries, qrels, column, idColumn string }
+
+// inputsFrom reads the input flags of build and train.
+func inputsFrom(c *ucli.Command) (buildInputs, error) {
+	in := buildInputs{docs: c.String("docs"), ids: c.String("ids"), queries: c.String("queries"), qrels: c.String("qrels"),
+		column: c.String("column"), idColumn: c.String("id-column")}
+	switch {
+	case in.qrels != "" && in.queries == "":
+		return in, fmt.Errorf("--qrels needs --queries: labels refer to training queries")
+	case in.ids != "" && in.idColumn != "":
+		return in, fmt.Errorf("--ids and --id-column both number the documents: give one")
+	}
+	return in, nil
+}
+
+// sourceOptions are the options of the input at path: --column names the
+// vector column of every Parquet input, and means nothing to the others,
+// but is refused when no input is Parquet.
+func (in buildInputs) sourceOptions(path string) (faissio.SourceOptions, error) {
+	if in.column == "" || faissio.IsParquet(path) {
+		return faissio.SourceOptions{Column: in.column}, nil
+	}
+	if faissio.IsParquet(in.docs) || in.queries != "" && faissio.IsParquet(in.queries) {
+		return faissio.SourceOptions{}, nil
+	}
+	return faissio.SourceOptions{}, fmt.Errorf("--column %s: no input is a Parquet file", in.column)
+}
+
+// readQueries reads the training queries.
+func (in buildInputs) readQueries() (faissio.Matrix, error) {
+	so, err := in.sourceOptions(in.queries)
+	if err != nil {
+		return faissio.Matrix{}, err
+	}
+	return faissio.ReadVectorsWith(in.queries, so)
+}
 
 // read opens the documents and reads the ids, training queries and labels
 // into o.
 func (in buildInputs) read(o *build.Options) (*faissio.Source, error) {
-	src, err := faissio.OpenSource(in.docs)
+	so, err := in.sourceOptions(in.docs)
+	if err != nil {
+		return nil, err
+	}
+	src, err := faissio.OpenSourceWith(in.docs, so)
 	if err != nil {
 		return nil, err
 	}
@@ -275,8 +325,13 @@ func (in buildInputs) read(o *build.Options) (*faissio.Source, error) {
 			return nil, err
 		}
 	}
+	if in.idColumn != "" {
+		if o.IDs, err = src.ReadIDColumn(in.idColumn); err != nil {
+			return nil, err
+		}
+	}
 	if in.queries != "" {
-		if o.Queries, err = faissio.ReadVectors(in.queries); err != nil {
+		if o.Queries, err = in.readQueries(); err != nil {
 			return nil, err
 		}
 		if o.Queries.Cols != src.Cols {
@@ -344,6 +399,11 @@ func compareFrom(c *ucli.Command, o build.Options, in buildInputs) (*compareRun,
 	q := c.String("eval-queries")
 	if q == "" {
 		return nil, fmt.Errorf("--compare needs --eval-queries: held-out queries that training did not see")
+	}
+	if in.idColumn != "" {
+		// The comparison's exact search names documents by --ids files or
+		// rows; with ids from a column it would score every result wrong.
+		return nil, fmt.Errorf("--compare reads ids from --ids only, not --id-column")
 	}
 	eo, files, err := evalOptionsFrom(c, "eval-")
 	if err != nil {

@@ -31,9 +31,9 @@ func trainCommand(e *env) *ucli.Command {
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			in := buildInputs{docs: c.String("docs"), ids: c.String("ids"), queries: c.String("queries"), qrels: c.String("qrels")}
-			if in.qrels != "" && in.queries == "" {
-				return fmt.Errorf("--qrels needs --queries: labels refer to training queries")
+			in, err := inputsFrom(c)
+			if err != nil {
+				return err
 			}
 			out, reportJSON := c.String("output"), c.String("report-json")
 			for _, path := range []string{out, reportJSON} {
@@ -97,16 +97,18 @@ func addCommand(e *env) *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "index", Usage: "the trained index (train's output), or a filled index to add to", Required: true},
 			&ucli.StringFlag{Name: "trained", Usage: "with a filled --index: its trained index file, whose encoding (the query-weighted one of a distilled build) new documents get"},
-			&ucli.StringFlag{Name: "docs", Usage: "the documents to add: .npy, a folder or glob of .npy shards, or .fvecs", Required: true},
+			&ucli.StringFlag{Name: "docs", Usage: "the documents to add: .npy, a folder or glob of .npy shards, .fvecs, or a .parquet file, folder or glob of them", Required: true},
+			&ucli.StringFlag{Name: "column", Usage: "Parquet documents: the vector column, a list of floats (default: the only one)"},
+			&ucli.StringFlag{Name: "id-column", Usage: "Parquet documents: their int64 column of ids, instead of --first-id or --ids"},
 			&ucli.Int64Flag{Name: "first-id", Value: -1, HideDefault: true, Usage: "ids first-id, first-id+1, ... for the documents (default: after the index's largest id, 0 for a trained index)"},
 			&ucli.StringFlag{Name: "ids", Usage: ".npy of int64 ids, one per document, instead of --first-id"},
 			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the index to write (atomically; a retried worker writing the same part is harmless)", Required: true},
 			progressFlag(),
 		},
 		Action: func(ctx context.Context, c *ucli.Command) error {
-			firstID, idsPath := c.Int64("first-id"), c.String("ids")
-			if c.IsSet("first-id") && idsPath != "" {
-				return fmt.Errorf("--first-id and --ids both number the documents: give one")
+			firstID, idsPath, idColumn := c.Int64("first-id"), c.String("ids"), c.String("id-column")
+			if n := boolCount(c.IsSet("first-id"), idsPath != "", idColumn != ""); n > 1 {
+				return fmt.Errorf("--first-id, --ids and --id-column all number the documents: give one")
 			}
 			if c.IsSet("first-id") && firstID < 0 {
 				return fmt.Errorf("--first-id %d must not be negative", firstID)
@@ -137,7 +139,7 @@ func addCommand(e *env) *ucli.Command {
 			// saying once the add has succeeded.
 			unweighted := c.String("trained") == "" && len(have.IDs) > 0 && tr.Model.M > 0 &&
 				tr.Model.Metric == faissio.InnerProduct && tr.Model.EncodeWeight == nil
-			src, err := faissio.OpenSource(c.String("docs"))
+			src, err := faissio.OpenSourceWith(c.String("docs"), faissio.SourceOptions{Column: c.String("column")})
 			if err != nil {
 				return fail(err)
 			}
@@ -145,6 +147,10 @@ func addCommand(e *env) *ucli.Command {
 			switch {
 			case idsPath != "":
 				if ids, err = faissio.ReadIDs(idsPath, src.Rows); err != nil {
+					return fail(err)
+				}
+			case idColumn != "":
+				if ids, err = src.ReadIDColumn(idColumn); err != nil {
 					return fail(err)
 				}
 			default:
@@ -234,4 +240,15 @@ func mergeCommand(e *env) *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// boolCount is how many of bs are true.
+func boolCount(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }

@@ -25,7 +25,9 @@ const (
 // For a Source of files it writes, for each file in order, its path as
 // given, its size, its modification time in nanoseconds and its header
 // (the .npy header up to the data; the first 4 bytes, the dimension, of
-// an .fvecs file), then a sample of the data: 64 blocks of 64 KiB evenly
+// an .fvecs file; for a Parquet file, the vector column's name, the rows
+// taken and the first 64 KiB), then a sample of the data (a Parquet file's
+// data being all of its bytes): 64 blocks of 64 KiB evenly
 // spaced over the data of all files taken as one run of bytes, the first
 // at its start and the last ending at its end, or all of it when it is at
 // most 4 MiB. So it reads at most 4 MiB of data however many files there
@@ -63,6 +65,20 @@ func (s *Source) Fingerprint(h io.Writer) error {
 	w.u64(uint64(len(s.parts)))
 	segs := make([]segment, len(s.parts))
 	for i, p := range s.parts {
+		if p.pq != nil {
+			// A Parquet file's data is not one block after a header: its
+			// first 64 KiB and the whole file are sampled, with the column
+			// and the rows taken of it.
+			w.str(p.pq.column)
+			w.u64(uint64(p.skip))
+			w.u64(uint64(p.rows))
+			size, err := w.file(p.path, func(size int64) int64 { return min(size, fingerprintBlock) })
+			if err != nil {
+				return err
+			}
+			segs[i] = segment{path: p.path, n: size}
+			continue
+		}
 		head := p.offset
 		if p.fvecs {
 			head = 4

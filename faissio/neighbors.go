@@ -9,7 +9,12 @@ import (
 
 // VectorFiles returns the files ReadVectors(path) reads, in the order it
 // concatenates them, so that a caller can fingerprint exactly those bytes.
-func VectorFiles(path string) ([]string, error) { return vectorFiles(path) }
+func VectorFiles(path string) ([]string, error) {
+	if files, ok, err := parquetFiles(path); ok || err != nil {
+		return files, err
+	}
+	return vectorFiles(path)
+}
 
 // ReadNeighbors reads a ground-truth table of nearest-neighbour ids, one row
 // per query, from an .ivecs file (as shipped with SIFT and GIST) or a 2-D

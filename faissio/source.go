@@ -18,8 +18,12 @@ import (
 // instead, so that code written for files takes vectors computed in the
 // same process.
 //
-// A Source holds no open files; each read opens what it needs, so a Source
-// may be read from several goroutines at once.
+// A Source of .npy or .fvecs files holds no open files; each read opens
+// what it needs, so a Source may be read from several goroutines at once.
+// A Source of Parquet files keeps a few files open between reads, each at
+// the page where a read stopped, so that a read of the rows that follow
+// does not decode the row group again from its start; it is as safe to
+// share, and the files close when it is collected.
 type Source struct {
 	Rows, Cols int
 	parts      []sourcePart
@@ -111,11 +115,22 @@ type sourcePart struct {
 	elem        int   // bytes per value: 2, 4 or 8
 	bigEndian   bool
 	fvecs       bool // rows are prefixed by their dimension
+	// pq is set for a Parquet file, whose rows are read page by page;
+	// offset, rowBytes and elem then mean nothing.
+	pq *parquetPart
 }
 
 // OpenSource reads the headers of the files at path and checks that they
-// form one matrix; the data is read by Read and Gather.
+// form one matrix; the data is read by Read and Gather. Parquet files are
+// read too, their vector column being the only list column of floats
+// (OpenSourceWith names another).
 func OpenSource(path string) (*Source, error) {
+	if files, ok, err := parquetFiles(path); err != nil || ok {
+		if err != nil {
+			return nil, err
+		}
+		return openParquetSource(files, SourceOptions{})
+	}
 	files, err := vectorFiles(path)
 	if err != nil {
 		return nil, err
@@ -215,6 +230,12 @@ func (s *Source) Read(i, j int, dst []float32) error {
 	for _, p := range s.parts {
 		lo, hi := max(i, p.first), min(j, p.first+p.rows)
 		if lo >= hi {
+			continue
+		}
+		if p.pq != nil {
+			if err := p.pq.read(lo-p.first+p.skip, hi-p.first+p.skip, dst[(lo-i)*s.Cols:(hi-i)*s.Cols], s.Cols); err != nil {
+				return err
+			}
 			continue
 		}
 		f, err := os.Open(p.path)

@@ -28,6 +28,14 @@ import (
 // column count. Every value is checked finite (CheckFinite), with errors
 // naming the file the value is in and its row there.
 func ReadVectors(path string) (Matrix, error) {
+	if _, ok, err := parquetFiles(path); err != nil || ok {
+		if err != nil {
+			return Matrix{}, err
+		}
+		// Parquet with its only float vector column (ReadVectorsWith names
+		// another).
+		return ReadVectorsWith(path, SourceOptions{})
+	}
 	files, err := vectorFiles(path)
 	if err != nil {
 		return Matrix{}, err

@@ -179,6 +179,11 @@ type Options struct {
 	// IDs are the documents' FAISS ids; nil means 0..n-1. They must be
 	// unique and non-negative.
 	IDs []int64
+	// Column is the vector column of Parquet documents, for the builds
+	// that open the documents by their path themselves (the distributed
+	// build and its workers); "" means the only list column of floats.
+	// Run and Train take a Source already open and do not look at it.
+	Column string
 
 	// Queries are the training queries of the distillation (unlabelled);
 	// empty means pseudo-queries drawn from the documents only.

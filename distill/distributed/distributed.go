@@ -43,9 +43,19 @@ import (
 // ids are the row numbers. Start is a multiple of build.ShardAlign, so
 // that every document is encoded in the blocks Run would encode it in,
 // and the file is Run's byte for byte.
+//
+// Column is the vector column of a Parquet collection (build.Options'
+// Column). Its shards are not cut at row groups, whose sizes are the
+// writer's and differ from file to file: cutting there would encode
+// documents in other blocks than Run's and lose the byte-identical file.
+// A shard that starts inside a row group is read from the page holding
+// Start where the file has a page index, and otherwise after reading past
+// the group's earlier rows (at most one row group, decoded once and never
+// converted); it then reads on across row groups and files page by page.
 type Shard struct {
 	Index      int
 	Docs       string
+	Column     string
 	Start, End int
 }
 
@@ -138,7 +148,7 @@ func Build(ctx context.Context, docs, out string, o Options) (*Report, error) {
 	if progress == nil {
 		progress = func(string, int, int) {}
 	}
-	src, err := faissio.OpenSource(docs)
+	src, err := faissio.OpenSourceWith(docs, faissio.SourceOptions{Column: o.Build.Column})
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +170,7 @@ func Build(ctx context.Context, docs, out string, o Options) (*Report, error) {
 	// The nearest multiple of the alignment, so that 10^6 rows make shards
 	// of 1,003,520 rather than 999,424 and a small remainder.
 	shardRows := max(build.ShardAlign, (o.ShardRows+build.ShardAlign/2)/build.ShardAlign*build.ShardAlign)
-	shards := shardsOf(docs, src.Rows, shardRows)
+	shards := shardsOf(docs, o.Build.Column, src.Rows, shardRows)
 	rep.Shards = len(shards)
 	rep.ShardMemory = build.AddMemory(tr, min(shardRows, src.Rows))
 	trained := filepath.Join(o.Work, "trained.faiss")
@@ -208,12 +218,12 @@ func (o Options) withDefaults(out string) Options {
 	return o
 }
 
-// shardsOf cuts the n rows of the collection at docs into shards of rows
-// rows (the last may be shorter).
-func shardsOf(docs string, n, rows int) []Shard {
+// shardsOf cuts the n rows of the collection at docs (its vectors in
+// column, if Parquet) into shards of rows rows (the last may be shorter).
+func shardsOf(docs, column string, n, rows int) []Shard {
 	var shards []Shard
 	for start := 0; start < n; start += rows {
-		shards = append(shards, Shard{Index: len(shards), Docs: docs, Start: start, End: min(start+rows, n)})
+		shards = append(shards, Shard{Index: len(shards), Docs: docs, Column: column, Start: start, End: min(start+rows, n)})
 	}
 	return shards
 }
@@ -291,7 +301,7 @@ func (f *encodeFn) ProcessElement(ctx context.Context, s Shard, emit func(Part))
 			return ctx.Err()
 		}
 	}
-	src, err := faissio.OpenSource(s.Docs)
+	src, err := faissio.OpenSourceWith(s.Docs, faissio.SourceOptions{Column: s.Column})
 	if err != nil {
 		return err
 	}
