@@ -400,11 +400,6 @@ func compareFrom(c *ucli.Command, o build.Options, in buildInputs) (*compareRun,
 	if q == "" {
 		return nil, fmt.Errorf("--compare needs --eval-queries: held-out queries that training did not see")
 	}
-	if in.idColumn != "" {
-		// The comparison's exact search names documents by --ids files or
-		// rows; with ids from a column it would score every result wrong.
-		return nil, fmt.Errorf("--compare reads ids from --ids only, not --id-column")
-	}
 	eo, files, err := evalOptionsFrom(c, "eval-")
 	if err != nil {
 		return nil, err
@@ -412,6 +407,7 @@ func compareFrom(c *ucli.Command, o build.Options, in buildInputs) (*compareRun,
 	ours := c.String("output")
 	cr := &compareRun{output: compareOutput(ours), eval: eo, files: files}
 	cr.eval.Docs, cr.eval.IDs, cr.eval.Queries = in.docs, in.ids, q
+	cr.eval.Column, cr.eval.IDColumn = in.column, in.idColumn
 	cr.eval.Indexes = []string{ours, cr.output}
 	return cr, nil
 }

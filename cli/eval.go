@@ -22,6 +22,8 @@ func evalCommand(e *env) *ucli.Command {
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "docs", Usage: "the document vectors the indexes hold (for the exact ground truth)"},
 			&ucli.StringFlag{Name: "ids", Usage: "the documents' ids, if the indexes were built with --ids"},
+			&ucli.StringFlag{Name: "column", Usage: "Parquet documents and queries: the vector column, a list of floats (default: the only one)"},
+			&ucli.StringFlag{Name: "id-column", Usage: "Parquet documents: their int64 column of ids, if the indexes were built with --id-column"},
 			&ucli.StringFlag{Name: "queries", Usage: "evaluation queries (.npy, folder/glob of shards, .fvecs)", Required: true},
 			&ucli.StringSliceFlag{Name: "index", Usage: "a .faiss file (repeat to compare)", Required: true},
 			progressFlag(),
@@ -32,6 +34,7 @@ func evalCommand(e *env) *ucli.Command {
 				return err
 			}
 			o.Docs, o.IDs, o.Queries, o.Indexes = c.String("docs"), c.String("ids"), c.String("queries"), c.StringSlice("index")
+			o.Column, o.IDColumn = c.String("column"), c.String("id-column")
 			if err := o.Validate(); err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -221,6 +222,36 @@ func TestParquetBuildEqualsNpy(t *testing.T) {
 	if a, b := readBytes(t, whole), readBytes(t, merged); !bytes.Equal(a, b) {
 		t.Errorf("train + add + merge of Parquet shards differs from build (%d and %d bytes)", len(b), len(a))
 	}
+
+	// eval of an index with ids: Parquet documents with --column and
+	// --id-column, and Parquet queries, measure what the .npy inputs do.
+	withIDs := filepath.Join(dir, "ids.faiss")
+	mustRun(t, append([]string{"build", "--docs", gloveDocs, "--ids", idsNpy, "-o", withIDs}, kmeans...)...)
+	evalQ := filepath.Join(dir, "queries.parquet")
+	q, err := faissio.ReadVectors(gloveQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeParquet(t, evalQ, q, nil, pqLayout{groupRows: 300})
+	recall := func(args ...string) string {
+		js := filepath.Join(dir, "eval.json")
+		mustRun(t, append([]string{"eval", "--index", withIDs, "--nprobe", "4", "--k", "10", "--min-time", "0s", "--no-cache", "--json", js}, args...)...)
+		var r struct {
+			Indexes []struct {
+				Points []struct {
+					KRecall map[string]float64 `json:"k_recall"`
+				} `json:"points"`
+			} `json:"indexes"`
+		}
+		if err := json.Unmarshal(readBytes(t, js), &r); err != nil || len(r.Indexes) != 1 || len(r.Indexes[0].Points) != 1 {
+			t.Fatalf("eval JSON: %v", err)
+		}
+		return fmt.Sprint(r.Indexes[0].Points[0].KRecall)
+	}
+	want := recall("--docs", gloveDocs, "--ids", idsNpy, "--queries", gloveQ)
+	if got := recall("--docs", single, "--column", "emb", "--id-column", "id", "--queries", evalQ); got != want || !strings.Contains(want, "0.") {
+		t.Errorf("eval over Parquet: recall %s, over .npy %s", got, want)
+	}
 }
 
 // TestParquetRunnerPrismEqualsBuild runs distillvq-beam's build --runner
@@ -381,7 +412,7 @@ func TestParquetFlagConflicts(t *testing.T) {
 		{[]string{"build", "--docs", "d.parquet", "--ids", "i.npy", "--id-column", "id", "-o", out}, "--ids and --id-column both number the documents: give one"},
 		{[]string{"train", "--docs", "d.parquet", "--ids", "i.npy", "--id-column", "id", "-o", out}, "--ids and --id-column both number the documents: give one"},
 		{[]string{"add", "--index", "t.faiss", "--docs", "d.parquet", "--first-id", "3", "--id-column", "id", "-o", out}, "--first-id, --ids and --id-column all number the documents: give one"},
-		{[]string{"build", "--docs", "d.parquet", "--id-column", "id", "--compare", "--eval-queries", gloveQ, "-o", out}, "--compare reads ids from --ids only, not --id-column"},
+		{[]string{"eval", "--docs", "d.parquet", "--queries", gloveQ, "--index", out, "--ids", "i.npy", "--id-column", "id"}, "--ids and --id-column both number the documents: give one"},
 		{[]string{"build", "--docs", "d.parquet", "--id-column", "id", "--runner", "prism", "-o", out}, "--runner prism: this distillvq has no distributed engine"},
 	} {
 		code, _, stderr := run(t, c.args...)

@@ -30,6 +30,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("eval needs at least one --index")
 	case o.Docs == "" && o.GroundTruth == "":
 		return fmt.Errorf("eval needs --docs (to compute the exact ground truth) or --groundtruth")
+	case o.IDs != "" && o.IDColumn != "":
+		return fmt.Errorf("--ids and --id-column both number the documents: give one")
 	case o.Auto && (o.Target <= 0 || o.Target > 1):
 		return fmt.Errorf("--target-recall %g outside (0, 1]", o.Target)
 	case o.MinTime < 0:
@@ -53,7 +55,11 @@ func (o *Options) Validate() error {
 // Options name the inputs of a comparison and how to measure it.
 type Options struct {
 	Docs, IDs, Queries string
-	Indexes            []string
+	// Column names the vector column of Parquet documents and queries
+	// (default: their only list column of floats); IDColumn, the
+	// documents' int64 id column, instead of IDs.
+	Column, IDColumn string
+	Indexes          []string
 	// Ks are the result depths reported; the indexes are searched once per
 	// point at the largest, and shallower results are its prefixes.
 	Ks []int
@@ -172,7 +178,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if len(o.Nprobes) == 0 && !o.Auto {
 		o.Nprobes = []int{1}
 	}
-	q, err := faissio.ReadVectors(o.Queries)
+	q, err := faissio.ReadVectorsWith(o.Queries, columnOf(o.Queries, o.Column))
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +252,7 @@ func evalIndex(ctx context.Context, o Options, path string, q faissio.Matrix, se
 		if o.GroundTruth != "" {
 			gt, err = readGroundTruth(o.GroundTruth, q.Rows, kmax)
 		} else {
-			gt, err = loadGroundTruth(ctx, gtRequest{Docs: o.Docs, IDs: o.IDs, Queries: o.Queries, K: kmax, Metric: gtMetric, NoCache: o.NoCache}, q, warn, prog)
+			gt, err = loadGroundTruth(ctx, gtRequest{Docs: o.Docs, IDs: o.IDs, Queries: o.Queries, Column: o.Column, IDColumn: o.IDColumn, K: kmax, Metric: gtMetric, NoCache: o.NoCache}, q, warn, prog)
 		}
 		if err != nil {
 			return nil, err

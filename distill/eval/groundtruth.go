@@ -27,6 +27,7 @@ func (g *GroundTruth) Row(i int) []int64 { return g.IDs[i*g.K : (i+1)*g.K] }
 // gtRequest names the inputs of an exact search.
 type gtRequest struct {
 	Docs, IDs, Queries string
+	Column, IDColumn   string // of Parquet inputs, as in Options
 	K                  int
 	Metric             faissio.Metric
 	NoCache            bool
@@ -57,7 +58,7 @@ func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io
 			return &GroundTruth{K: r.K, IDs: ids, Source: "cache " + cache}, nil
 		}
 	}
-	docs, err := faissio.OpenSource(r.Docs)
+	docs, err := faissio.OpenSourceWith(r.Docs, columnOf(r.Docs, r.Column))
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +66,12 @@ func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io
 		return nil, fmt.Errorf("queries %s have d=%d but documents %s have d=%d", r.Queries, q.Cols, r.Docs, docs.Cols)
 	}
 	var ids []int64
-	if r.IDs != "" {
+	switch {
+	case r.IDColumn != "":
+		if ids, err = docs.ReadIDColumn(r.IDColumn); err != nil {
+			return nil, err
+		}
+	case r.IDs != "":
 		if ids, err = faissio.ReadIDs(r.IDs, docs.Rows); err != nil {
 			return nil, err
 		}
@@ -95,7 +101,7 @@ func loadGroundTruth(ctx context.Context, r gtRequest, q faissio.Matrix, warn io
 func gtKey(r gtRequest) (string, error) {
 	h := sha256.New()
 	io.WriteString(h, gtVersion)
-	docs, err := faissio.OpenSource(r.Docs)
+	docs, err := faissio.OpenSourceWith(r.Docs, columnOf(r.Docs, r.Column))
 	if err != nil {
 		return "", err
 	}
@@ -115,6 +121,8 @@ func gtKey(r gtRequest) (string, error) {
 			return "", err
 		}
 	}
+	// The id column's name (the vector column is in the fingerprint).
+	io.WriteString(h, "\x00idcol "+r.IDColumn)
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(r.K))
 	binary.LittleEndian.PutUint64(b[8:], uint64(r.Metric))
@@ -219,6 +227,16 @@ func mergeTopK(bestD []float32, bestI []int64, d []float32, l []int64, offset in
 	}
 	copy(bestD, outD)
 	copy(bestI, outI)
+}
+
+// columnOf is the reading options of the input at path: column names the
+// vector column of Parquet inputs and is ignored for the others, as
+// build's --column is.
+func columnOf(path, column string) faissio.SourceOptions {
+	if column != "" && faissio.IsParquet(path) {
+		return faissio.SourceOptions{Column: column}
+	}
+	return faissio.SourceOptions{}
 }
 
 // ExactGroundTruth computes the exact top-k of the queries over the
