@@ -166,3 +166,27 @@ type HNSWParams struct {
 type SearchParams struct {
 	Nprobe, EfSearch int
 }
+
+// BLASInfo describes the BLAS a build runs its products on: OpenBLAS in
+// the cgo build, gonum's pure-Go BLAS (only Library and Threads) without
+// cgo.
+type BLASInfo struct {
+	// Library is "OpenBLAS", or gonum's pure-Go BLAS without cgo.
+	Library string `json:"library"`
+	// Path is the shared object it was loaded from, symbolic links
+	// resolved; empty when unknown.
+	Path string `json:"path,omitempty"`
+	// Version is OpenBLAS's version, from its configuration string.
+	Version string `json:"version,omitempty"`
+	// Config is openblas_get_config(): version, build options, the core.
+	Config string `json:"config,omitempty"`
+	// Core is openblas_get_corename(): the kernels OpenBLAS chose when it
+	// was loaded, by CPU model or from OPENBLAS_CORETYPE.
+	Core string `json:"core,omitempty"`
+	// DynamicArch says OpenBLAS carries kernels for several cores and picks
+	// one at load time, so that OPENBLAS_CORETYPE can change it.
+	DynamicArch bool `json:"dynamic_arch"`
+	// Threads is openblas_get_num_threads(): how many threads a product
+	// runs on now.
+	Threads int `json:"threads"`
+}

@@ -184,18 +184,6 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	blas32.Implementation().Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// BLASInfo describes the BLAS this build runs its products on: the cgo
-// build's type, which this build fills only with gonum's name.
-type BLASInfo struct {
-	Library     string `json:"library"`
-	Path        string `json:"path,omitempty"`
-	Version     string `json:"version,omitempty"`
-	Config      string `json:"config,omitempty"`
-	Core        string `json:"core,omitempty"`
-	DynamicArch bool   `json:"dynamic_arch"`
-	Threads     int    `json:"threads"`
-}
-
 // OpenBLAS names gonum's BLAS: without cgo there is no OpenBLAS, and no
 // core type to choose. Gonum splits a product over GOMAXPROCS goroutines.
 func OpenBLAS() BLASInfo {

@@ -30,28 +30,6 @@ import (
 	"strings"
 )
 
-// BLASInfo describes the BLAS this build runs its products on.
-type BLASInfo struct {
-	// Library is "OpenBLAS", or gonum's pure-Go BLAS without cgo.
-	Library string `json:"library"`
-	// Path is the shared object it was loaded from, symbolic links
-	// resolved; empty when unknown.
-	Path string `json:"path,omitempty"`
-	// Version is OpenBLAS's version, from its configuration string.
-	Version string `json:"version,omitempty"`
-	// Config is openblas_get_config(): version, build options, the core.
-	Config string `json:"config,omitempty"`
-	// Core is openblas_get_corename(): the kernels OpenBLAS chose when it
-	// was loaded, by CPU model or from OPENBLAS_CORETYPE.
-	Core string `json:"core,omitempty"`
-	// DynamicArch says OpenBLAS carries kernels for several cores and picks
-	// one at load time, so that OPENBLAS_CORETYPE can change it.
-	DynamicArch bool `json:"dynamic_arch"`
-	// Threads is openblas_get_num_threads(): how many threads a product
-	// runs on now.
-	Threads int `json:"threads"`
-}
-
 // OpenBLAS describes the OpenBLAS linked into this build. The core cannot
 // change after start-up: OpenBLAS picks it once, when the process loads it.
 func OpenBLAS() BLASInfo {
