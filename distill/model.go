@@ -151,7 +151,7 @@ func (m *Model) encodeIndices(ctx context.Context, x faissio.Matrix, lists []int
 			n := min(block, x.Rows-i0)
 			m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
 			enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
-			if m.EncodeWeight != nil {
+			if m.EncodeWeight != nil && passes > 0 {
 				enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], passes)
 			}
 		}
