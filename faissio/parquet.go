@@ -56,7 +56,7 @@ func OpenSourceWith(path string, o SourceOptions) (*Source, error) {
 		if o.Column != "" {
 			return nil, fmt.Errorf("%s: a vector column was named, but only Parquet files have columns", path)
 		}
-		return OpenSource(path)
+		return openFileSource(path)
 	}
 	return openParquetSource(files, o)
 }
@@ -72,7 +72,7 @@ func ReadVectorsWith(path string, o SourceOptions) (Matrix, error) {
 		if err != nil {
 			return Matrix{}, err
 		}
-		return ReadVectors(path)
+		return readVectorFiles(path)
 	}
 	s, err := OpenSourceWith(path, o)
 	if err != nil {

@@ -124,13 +124,10 @@ type sourcePart struct {
 // form one matrix; the data is read by Read and Gather. Parquet files are
 // read too, their vector column being the only list column of floats
 // (OpenSourceWith names another).
-func OpenSource(path string) (*Source, error) {
-	if files, ok, err := parquetFiles(path); err != nil || ok {
-		if err != nil {
-			return nil, err
-		}
-		return openParquetSource(files, SourceOptions{})
-	}
+func OpenSource(path string) (*Source, error) { return OpenSourceWith(path, SourceOptions{}) }
+
+// openFileSource opens the .npy or .fvecs files at path (not Parquet).
+func openFileSource(path string) (*Source, error) {
 	files, err := vectorFiles(path)
 	if err != nil {
 		return nil, err

@@ -27,15 +27,13 @@ import (
 // (part-02.npy before part-10.npy). Concatenated files must agree on the
 // column count. Every value is checked finite (CheckFinite), with errors
 // naming the file the value is in and its row there.
-func ReadVectors(path string) (Matrix, error) {
-	if _, ok, err := parquetFiles(path); err != nil || ok {
-		if err != nil {
-			return Matrix{}, err
-		}
-		// Parquet with its only float vector column (ReadVectorsWith names
-		// another).
-		return ReadVectorsWith(path, SourceOptions{})
-	}
+//
+// Parquet files are read too, by their only list column of floats
+// (ReadVectorsWith names another).
+func ReadVectors(path string) (Matrix, error) { return ReadVectorsWith(path, SourceOptions{}) }
+
+// readVectorFiles reads the .npy or .fvecs files at path (not Parquet).
+func readVectorFiles(path string) (Matrix, error) {
 	files, err := vectorFiles(path)
 	if err != nil {
 		return Matrix{}, err
