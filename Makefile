@@ -84,6 +84,8 @@ race: deps
 #   siftsmall  ../shared/data/siftsmall, when present
 #   glove100k  GloVe 100k and its cosine copy (converted from the npm package
 #              by testdata/glove.py)
+#   syn512     30k x 512 (testdata/synthetic.py): issue 15's high-dimensional
+#              shape, distilled and FAISS IVFPQ / OPQ+IVFPQ, whole-build ratios
 #   glove341k  every GloVe word (testdata/glove.py --all): IVF k-means, PQ
 #              training and encode/add of ours against FAISS's
 #              (testdata/phase_times.py, OMP 1 with BLAS 1 and with BLAS 2,
@@ -104,6 +106,7 @@ race: deps
 # and only for the sections that run.
 GLOVE100K := out/data/glove100k
 GLOVE341K := out/data/glove341k
+SYN512 := out/data/syn30k512
 SYN1M := out/data/syn1m768
 SYN10M := out/data/syn10m96
 BENCH_OUT := out
@@ -113,6 +116,9 @@ bench: deps
 	if want glove100k && [ ! -f $(GLOVE100K)/docs.npy ]; then \
 		/usr/bin/python3 testdata/glove.py --docs 100000 --train-queries 10000 \
 			--queries 1000 --ranks 0:341479 --dtype float32 --out $(GLOVE100K) || exit 1; \
+	fi; \
+	if want syn512 && [ ! -f $(SYN512)/queries.npy ]; then \
+		/usr/bin/python3 testdata/synthetic.py --n 30000 --d 512 --out $(SYN512) || exit 1; \
 	fi; \
 	if want glove341k && [ ! -f $(GLOVE341K)/docs.npy ]; then \
 		/usr/bin/python3 testdata/glove.py --all --queries 1000 --out $(GLOVE341K) || exit 1; \
@@ -126,6 +132,7 @@ bench: deps
 	fi
 	PATH="$(dir $(GO)):$$PATH" DISTILLVQ_BENCH=1 DISTILLVQ_BENCH_OUT=$(abspath $(BENCH_OUT)) \
 		DISTILLVQ_BENCH_GLOVE=$(abspath $(GLOVE100K)) DISTILLVQ_BENCH_GLOVE341K=$(abspath $(GLOVE341K)) \
+		DISTILLVQ_BENCH_SYN512=$(abspath $(SYN512)) \
 		$(if $(LARGE),DISTILLVQ_BENCH_LARGE=$(abspath $(SYN1M))) $(if $(DIST),DISTILLVQ_BENCH_DIST=$(abspath $(SYN10M))) \
 		$(if $(ONLY),DISTILLVQ_BENCH_ONLY=$(ONLY)) \
 		$(if $(ROUNDS),DISTILLVQ_BENCH_ROUNDS=$(ROUNDS)) \

@@ -170,7 +170,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nbits", "9"},
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nlist", "-3"},
 		// Stray words: urfave/cli would leave them unread.
-		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--opq", "learn"},
+		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--opq", "bogus"},
 		{"search", "--index", "x.faiss", "--queries", gloveQ, "extra"},
 		{"eval", "--docs", gloveDocs, "--queries", gloveQ, "--index", "x.faiss", "extra"},
 		{"inspect", "a.faiss", "b.faiss"},

@@ -33,11 +33,12 @@ import (
 //	glove20k   the embedded set (testdata/glove20k)
 //	siftsmall  ../../shared/data/siftsmall, when present
 //	glove100k  GloVe 100k and its cosine copy (DISTILLVQ_BENCH_GLOVE)
+//	syn512     30k x 512 synthetic, IVFPQ and OPQ (DISTILLVQ_BENCH_SYN512)
 //	glove341k  every GloVe word, phase by phase against FAISS (DISTILLVQ_BENCH_GLOVE341K)
 //	large      1M x 768 float16 within 3 GiB (DISTILLVQ_BENCH_LARGE)
 //	distributed  10M x 96 float16: build against distillvq-beam on Prism,
 //	           a worker's add, merge at 1M and 10M, recall (DISTILLVQ_BENCH_DIST)
-var benchSections = []string{"glove20k", "siftsmall", "glove100k", "glove341k", "large", "distributed"}
+var benchSections = []string{"glove20k", "siftsmall", "glove100k", "syn512", "glove341k", "large", "distributed"}
 
 // benchBuild is one `distillvq build` of a benchmark case.
 type benchBuild struct {
@@ -147,6 +148,7 @@ func benchSelection(t *testing.T, rep *benchReport) func(string) bool {
 		"glove20k":    true,
 		"siftsmall":   haveSift(),
 		"glove100k":   os.Getenv("DISTILLVQ_BENCH_GLOVE") != "",
+		"syn512":      os.Getenv("DISTILLVQ_BENCH_SYN512") != "",
 		"glove341k":   os.Getenv("DISTILLVQ_BENCH_GLOVE341K") != "",
 		"large":       os.Getenv("DISTILLVQ_BENCH_LARGE") != "",
 		"distributed": os.Getenv("DISTILLVQ_BENCH_DIST") != "",
@@ -154,6 +156,7 @@ func benchSelection(t *testing.T, rep *benchReport) func(string) bool {
 	need := map[string]string{
 		"siftsmall":   siftDir + " (siftsmall_base.fvecs)",
 		"glove100k":   "DISTILLVQ_BENCH_GLOVE (make bench converts it)",
+		"syn512":      "DISTILLVQ_BENCH_SYN512 (make bench makes it)",
 		"glove341k":   "DISTILLVQ_BENCH_GLOVE341K (make bench converts it)",
 		"large":       "DISTILLVQ_BENCH_LARGE (make bench LARGE=1)",
 		"distributed": "DISTILLVQ_BENCH_DIST (make bench DIST=1)",
@@ -257,6 +260,20 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 		cos.Docs, cos.Queries, cos.TrainQueries = normalised(t, dir, gl.Docs), normalised(t, dir, gl.Queries), normalised(t, dir, gl.TrainQueries)
 		cases = append(cases, gl, cos)
 	}
+	// Issue 15's high-dimensional shape: 30k x 512 from testdata/synthetic.py
+	// (few documents, many dimensions: the per-candidate work is d, not d/M),
+	// IVFPQ nlist 256, M 16, inner product, pseudo-queries only.
+	if want("syn512") {
+		l := os.Getenv("DISTILLVQ_BENCH_SYN512")
+		cases = append(cases, benchCase{Section: "syn512", Data: syn512Case, Docs: l + "/docs", Queries: l + "/queries.npy", Metric: "ip", Nlist: 256,
+			Builds: []benchBuild{
+				{"FAISS IVFPQ", with(pq(16), "--train", "faiss")},
+				{"k-means IVFPQ", with(pq(16), "--train", "kmeans")},
+				{"distilled IVFPQ", with(pq(16), "--train", "distill")},
+				{"FAISS OPQ+IVFPQ", with(pq(16), "--train", "faiss", "--opq")},
+				{"distilled OPQ+IVFPQ", with(pq(16), "--train", "distill", "--opq")},
+			}})
+	}
 	// 1M x 768 float16 shards made by testdata/synthetic.py (make bench
 	// LARGE=1): the scale target, built within 3 GiB.
 	if want("large") {
@@ -273,6 +290,9 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 }
 
 const largeCase = "synthetic 1M x 768 float16"
+
+// syn512Case is the 30k x 512 case's name.
+const syn512Case = "synthetic 30k x 512"
 
 // runBenchCase builds each of the case's indexes in its own process and
 // measures its recall.
@@ -925,6 +945,7 @@ func benchTargets(rep *benchReport) []benchTarget {
 	} else {
 		ts = append(ts, benchTarget{Target: "GloVe-341k phase ratios and distillation cost", Value: "not run (glove341k section)"})
 	}
+	ts = append(ts, buildRatioTargets(rep.Runs)...)
 	var peak int64
 	for _, r := range rep.Runs {
 		if r.Case == largeCase {
@@ -936,6 +957,47 @@ func benchTargets(rep *benchReport) []benchTarget {
 		t.Value, t.Met = fmt.Sprintf("%.2f GiB (largest of the section's builds)", float64(peak)/(1<<30)), yes(peak < 3<<30)
 	}
 	return append(ts, t)
+}
+
+// buildRatioTargets are issue 15's whole-process ratios: a distilled build
+// against FAISS's own build of the same index (or, at 1M x 768, against our
+// k-means build), wall seconds of train + add + write in the same run.
+func buildRatioTargets(runs []benchRun) []benchTarget {
+	find := func(data, build string) *benchRun {
+		for i := range runs {
+			if runs[i].Case == data && runs[i].Build == build {
+				return &runs[i]
+			}
+		}
+		return nil
+	}
+	var ts []benchTarget
+	for _, c := range []struct {
+		data, ours, base string
+		max              float64
+	}{
+		{"GloVe 100k", "distilled OPQ+IVFPQ", "FAISS OPQ+IVFPQ", 1.0},
+		{syn512Case, "distilled IVFPQ", "FAISS IVFPQ", 2},
+		{syn512Case, "distilled OPQ+IVFPQ", "FAISS OPQ+IVFPQ", 1.0},
+		{largeCase, "distilled IVFPQ (3 GiB)", "k-means IVFPQ (3 GiB)", 2},
+	} {
+		t := benchTarget{Target: fmt.Sprintf("%s: %s build / %s build <= %.1fx (whole process)", c.data, c.ours, c.base, c.max)}
+		o, b := find(c.data, c.ours), find(c.data, c.base)
+		if o == nil || b == nil {
+			t.Value = "not run"
+			ts = append(ts, t)
+			continue
+		}
+		r := o.Wall.Seconds() / b.Wall.Seconds()
+		met := r <= c.max
+		gain := ""
+		if i := slices.Index(o.Nprobe, o.Default); i >= 0 && i < len(o.Recall) && i < len(b.Recall) {
+			gain = fmt.Sprintf("; R10@10 %.3f against %.3f at nprobe %d", o.Recall[i], b.Recall[i], o.Default)
+		}
+		t.Value, t.Met = fmt.Sprintf("%.2fx (%.1f s / %.1f s%s)", r, o.Wall.Seconds(), b.Wall.Seconds(), gain), &met
+		ts = append(ts, t)
+	}
+	return ts
 }
 
 // normalised writes a unit-norm copy of an .npy file (cosine similarity as

@@ -48,6 +48,7 @@ func buildCommand(e *env) *ucli.Command {
 			&ucli.BoolFlag{Name: "compare", Category: "compare", Usage: "also build FAISS's own training of the same index (OUT-faiss.faiss) and compare the two on --eval-queries"},
 			&ucli.StringFlag{Name: "eval-queries", Category: "compare", Usage: "held-out queries for --compare (not used in training)"},
 		), append(engineFlags(e), evalFlags("eval-")...)...),
+		Arguments: []ucli.Argument{&ucli.StringArg{Name: opqArg}},
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			o, err := buildOptionsFrom(c)
 			if err != nil {
@@ -121,7 +122,7 @@ func trainFlags(output string) []ucli.Flag {
 		&ucli.IntFlag{Name: "train-size", HideDefault: true, Usage: "documents sampled for training (default: 256 per centroid and per PQ codeword, as FAISS)"},
 		&ucli.IntFlag{Name: "niter", Value: build.DefaultNiter, Usage: "k-means iterations"},
 		&ucli.Uint64Flag{Name: "seed", Value: build.DefaultSeed, Usage: "random seed; the same seed gives the same index"},
-		&ucli.BoolFlag{Name: "opq", Usage: "rotate with FAISS's OPQ first (IndexPreTransform in front of the IVFPQ index)"},
+		&ucli.GenericFlag{Name: "opq", Value: &opqValue{}, Usage: "rotate with OPQ first (IndexPreTransform in front of the index); `[faiss|learn]`: faiss, as --opq alone, keeps FAISS's trained rotation, learn distils it with the centroids and codebooks (--train distill)"},
 		&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
 		&ucli.StringFlag{Name: "checkpoint", Usage: "save each finished training stage (k-means, every distillation epoch) in this folder"},
 		&ucli.BoolFlag{Name: "resume", Usage: "continue from the stages saved in --checkpoint; the index is the same as an uninterrupted build's"},
@@ -146,7 +147,7 @@ func trainFlags(output string) []ucli.Flag {
 		&ucli.FloatFlag{Name: "lr-ivf", Category: "distillation", HideDefault: true, Usage: "Adam learning rate of the centroids, in units of the documents' coordinate RMS (default 0.01 for ip, 0.003 for l2)"},
 		&ucli.FloatFlag{Name: "lr-pq", Category: "distillation", HideDefault: true, Usage: "Adam learning rate of the codebooks, in the same units (default 0.01 for ip, 0.003 for l2)"},
 		&ucli.StringFlag{Name: "encode", Category: "distillation", Value: "weighted", Usage: "PQ encoding for inner product: weighted (minimise the expected query-score error) or l2 (FAISS's)"},
-		&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "train", Usage: "train (keep training-time lists) or nearest (re-assign to learned centroids)"},
+		&ucli.StringFlag{Name: "export-lists", Category: "distillation", Value: "auto", Usage: "auto (the better of the two on held-out queries), train (keep training-time lists) or nearest (re-assign to learned centroids)"},
 	}
 }
 
@@ -203,6 +204,68 @@ func runDistributed(ctx context.Context, e *env, c *ucli.Command, p *progress, i
 	return nil
 }
 
+// opqValue is --opq's value. It is a flag that needs no value, as a
+// BoolFlag, so that a bare --opq (FAISS's rotation, kept) still works
+// before any other flag, and takes one after "=": --opq=faiss,
+// --opq=learn.
+type opqValue struct {
+	set  bool
+	mode string // faiss or learn
+}
+
+func (v *opqValue) Set(s string) error {
+	switch s {
+	case "true":
+		v.set, v.mode = true, "faiss"
+	case "false":
+		v.set, v.mode = false, ""
+	default:
+		if _, err := build.ParseOPQRotation(s); err != nil {
+			return err
+		}
+		v.set, v.mode = true, s
+	}
+	return nil
+}
+
+func (v *opqValue) String() string   { return v.mode }
+func (v *opqValue) Get() any         { return v }
+func (v *opqValue) IsBoolFlag() bool { return true }
+
+// opqArg names the build command's one optional argument: the word after a
+// bare --opq, which urfave/cli leaves as an argument since the flag needs
+// no value, so that "--opq learn" reads as "--opq=learn". Any other word is
+// refused as a stray one.
+const opqArg = "opq-rotation"
+
+// opqFrom reads --opq: whether there is a rotation and which.
+func opqFrom(c *ucli.Command) (bool, build.OPQRotation, error) {
+	v, _ := c.Generic("opq").(*opqValue)
+	var word string
+	for _, a := range c.Arguments {
+		if a.HasName(opqArg) {
+			word, _ = a.Get().(string)
+		}
+	}
+	if v == nil || !v.set {
+		if word != "" {
+			return false, 0, fmt.Errorf("unexpected argument %q (see %s --help)", word, c.FullName())
+		}
+		return false, 0, nil
+	}
+	mode := v.mode
+	if word != "" {
+		r, err := build.ParseOPQRotation(word)
+		if err != nil || mode != "faiss" {
+			// Not a rotation, or one after --opq=...: a stray word.
+			return false, 0, fmt.Errorf("unexpected argument %q (see %s --help)", word, c.FullName())
+		}
+		return true, r, nil
+	}
+	r, err := build.ParseOPQRotation(mode)
+	return true, r, err
+}
+
 // buildOptionsFrom parses the build flags into the library's options; the
 // strings are parsed here, once.
 func buildOptionsFrom(c *ucli.Command) (build.Options, error) {
@@ -246,7 +309,10 @@ func buildOptionsFrom(c *ucli.Command) (build.Options, error) {
 	if o.Niter = c.Int("niter"); o.Niter < 1 {
 		return o, fmt.Errorf("--niter %d must be at least 1", o.Niter)
 	}
-	o.TrainSize, o.Seed, o.OPQ = c.Int("train-size"), c.Uint64("seed"), c.Bool("opq")
+	o.TrainSize, o.Seed = c.Int("train-size"), c.Uint64("seed")
+	if o.OPQ, o.OPQRotation, err = opqFrom(c); err != nil {
+		return o, err
+	}
 	o.Checkpoint, o.Resume = c.String("checkpoint"), c.Bool("resume")
 	dc := distill.DistillConfig{
 		PseudoQueries: c.Int("pseudo-queries"), Val: c.Int("val"), TopK: c.Int("topk"),
@@ -423,6 +489,7 @@ func compareOutput(out string) string {
 func (cr *compareRun) run(ctx context.Context, e *env, p *progress, src *faissio.Source, o build.Options, ours *build.Report) error {
 	o.Train, o.Nlist, o.M = build.FAISS, ours.Nlist, ours.M
 	o.Checkpoint, o.Resume = "", false
+	o.OPQRotation = build.FrozenRotation // FAISS's own OPQ
 	if _, err := runBuild(ctx, e, p, src, o, buildOutputs{index: cr.output}); err != nil {
 		return err
 	}
@@ -487,6 +554,11 @@ func printBuildReport(e *env, r *buildReport) {
 		r.Output, kind, r.Metric, r.N, r.D, r.Bytes, r.CodeBytesPerVec)
 	fmt.Fprintf(e.stdout, "trainer %s: read %.2fs, train %.2fs, add %.2fs, write %.2fs\n",
 		r.Train, r.Read.Seconds(), r.Fit.Seconds(), r.Add.Seconds(), r.Write.Seconds())
+	if c := r.Lists; c != nil && c.Chosen != "same" {
+		tr, nr := c.Means()
+		fmt.Fprintf(e.stdout, "lists: %s (held-out R10@10 over nprobe %d-%d: mean %.4f with the nearest lists, %.4f with the training-time ones)\n",
+			c.Chosen, c.Nprobe[0], c.Nprobe[len(c.Nprobe)-1], nr, tr)
+	}
 	if r.Resumed != "" {
 		fmt.Fprintf(e.stdout, "resumed: %s taken from the checkpoint\n", r.Resumed)
 	}

@@ -127,15 +127,19 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 		{"ivfflat", "ip", 0, 0},
 		{"ivfflat", "l2", 0, 0},
 		{"opq-ivfpq", "ip", 20, 8},
+		{"opqlearn-distill-ivfpq", "ip", 10, 8},
 	}
 	for _, c := range cases {
 		name := fmt.Sprintf("%s-%s-m%d-b%d", c.index, c.metric, c.m, c.nbits)
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(dir, name+".faiss")
 			index, train := c.index, "kmeans"
-			opq, hnsw := false, false
+			opq, learn, hnsw := false, false, false
 			if rest, ok := strings.CutPrefix(index, "opq-"); ok {
 				index, opq = rest, true
+			}
+			if rest, ok := strings.CutPrefix(index, "opqlearn-"); ok {
+				index, opq, learn = rest, true, true
 			}
 			if rest, ok := strings.CutPrefix(index, "hnsw-"); ok {
 				index, hnsw = rest, true
@@ -155,7 +159,13 @@ func TestPythonFAISSLoadsOurIndexes(t *testing.T) {
 				// FAISS's OPQ training on all 20,000 documents takes a
 				// minute and a half here; the file's structure is the
 				// same from 2,560.
-				args = append(args, "--opq", "--train-size", "2560")
+				args = append(args, "--opq")
+				if learn {
+					// The rotation learned by distillation, in front of
+					// the index as FAISS's own.
+					args = append(args, "learn", "--pseudo-queries", "-1")
+				}
+				args = append(args, "--train-size", "2560")
 			}
 			if train == "distill" {
 				args = append(args, "--queries", gloveDir+"/train-queries.npy", "--epochs", "2")

@@ -27,6 +27,8 @@ func TestBuildsAreDeterministic(t *testing.T) {
 		"kmeans-ivfflat": {"--train", "kmeans", "--index", "ivfflat", "--metric", "l2"},
 		"distill-l2-opq": {"--train", "distill", "--m", "10", "--metric", "l2", "--opq", "--pseudo-queries", "2000", "--epochs", "1"},
 		"distill-flat":   {"--train", "distill", "--index", "ivfflat", "--pseudo-queries", "2000", "--epochs", "1"},
+		// The learned rotation: its gradient products and Cayley steps.
+		"distill-opq-learn": {"--train", "distill", "--m", "10", "--opq=learn", "--train-size", "2560", "--pseudo-queries", "2000", "--epochs", "1"},
 	}
 	threads := []int{1, 3}
 	type job struct {

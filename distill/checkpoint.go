@@ -26,6 +26,11 @@ type DistillState struct {
 	BestCentroids []float32
 	BestCodebooks []float32
 	Curve         []EpochStats
+	// Rotation, BestRotation and AdamR are the rotation being learned
+	// (DistillConfig.LearnRotation), the best one so far and its
+	// optimiser's state; empty otherwise.
+	Rotation, BestRotation []float32
+	AdamR                  AdamState
 }
 
 // AdamState is the Adam optimiser's step count and moment estimates.
@@ -49,10 +54,15 @@ func (a *adam) restore(s AdamState) error {
 }
 
 // check reports whether s can resume training of model m on the training
-// queries train (in any order) for epochs epochs.
-func (s *DistillState) check(m *Model, train []int, epochs int) error {
+// queries train (in any order) for epochs epochs, learning a rotation or
+// not.
+func (s *DistillState) check(m *Model, train []int, epochs int, rotation bool) error {
 	ntrain := len(train)
 	switch {
+	case rotation && (len(s.Rotation) != m.D*m.D || len(s.BestRotation) != m.D*m.D):
+		return fmt.Errorf("resume: the state holds no %dx%d rotation; it was written without learning one", m.D, m.D)
+	case !rotation && s.Rotation != nil:
+		return fmt.Errorf("resume: the state learned a rotation; this run does not")
 	case s.Epochs != epochs:
 		return fmt.Errorf("resume: state is for %d epochs, this run has %d", s.Epochs, epochs)
 	case s.Epoch < 0 || s.Epoch > epochs || s.Step < 0:
@@ -86,7 +96,7 @@ func (s *DistillState) restoreRNG(pcg *rand.PCG) error {
 
 // state captures the training after epoch epochs.
 func (t *trainer) state(epoch, step int, pcg *rand.PCG, optO, optC *adam, train []int, best float64,
-	bestCentroids, bestCodebooks []float32, curve []EpochStats) (*DistillState, error) {
+	bestCentroids, bestCodebooks, bestRot []float32, curve []EpochStats) (*DistillState, error) {
 	rng, err := pcg.MarshalBinary()
 	if err != nil {
 		return nil, err
@@ -95,11 +105,15 @@ func (t *trainer) state(epoch, step int, pcg *rand.PCG, optO, optC *adam, train 
 	for i, q := range train {
 		order[i] = int32(q)
 	}
-	return &DistillState{
+	st := &DistillState{
 		Epoch: epoch, Epochs: t.cfg.Epochs, Step: step,
 		Centroids: slices.Clone(t.model.Centroids), Codebooks: slices.Clone(t.model.Codebooks),
 		AdamO: optO.state(), AdamC: optC.state(), RNG: rng, Train: order, IVFWeight: t.ivfW,
 		Best: best, BestCentroids: slices.Clone(bestCentroids), BestCodebooks: slices.Clone(bestCodebooks),
 		Curve: slices.Clone(curve),
-	}, nil
+	}
+	if t.rot != nil {
+		st.Rotation, st.BestRotation, st.AdamR = slices.Clone(t.rot.R), slices.Clone(bestRot), t.rot.opt.state()
+	}
+	return st, nil
 }

@@ -84,7 +84,26 @@ type DistillConfig struct {
 	// siftsmall at nprobe 16).
 	LRIVF float64 `json:"lr_ivf"`
 	LRPQ  float64 `json:"lr_pq"`
-	Seed  uint64  `json:"seed"`
+	// LearnRotation makes the rotation in front of the index (OPQ's) a
+	// parameter of the distillation, trained with the same loss and kept
+	// orthonormal (rotation.go). The documents, the queries and the
+	// teacher stay in their own space; init's centroids and codebooks
+	// quantize x' = R x, R starting at Rotation (D×D row-major, as FAISS's
+	// OPQ training gives it; nil is the identity), and the lists are the
+	// documents' lists there. The model returned carries the learned R
+	// (Model.Rotation). It needs PQ (M > 0).
+	LearnRotation bool      `json:"learn_rotation,omitempty"`
+	Rotation      []float32 `json:"-"`
+	// LRRotation is the rotation's step size, per unit of Adam direction
+	// (dimensionless, as a rotation is); default DefaultLRRotation.
+	LRRotation float64 `json:"lr_rotation,omitempty"`
+	Seed       uint64  `json:"seed"`
+	// ChooseLists, when set, makes Distill measure held-out recall of the
+	// starting model and of the trained one with the training-time lists
+	// and with every document in its nearest centroid's list, and hand the
+	// comparison to it (see ListChoice); without held-out queries, or with
+	// a learned rotation, it is not called.
+	ChooseLists func(*ListChoice) `json:"-"`
 	// Progress is called after every epoch.
 	Progress func(EpochStats) `json:"-"`
 	// Checkpoint, when set, receives the training state after every epoch
@@ -168,6 +187,9 @@ func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 	if c.LRPQ == 0 {
 		c.LRPQ = lr
 	}
+	if c.LRRotation == 0 {
+		c.LRRotation = DefaultLRRotation
+	}
 	for _, err := range []error{
 		CheckEnum("--negatives", c.Negatives, negativesNames),
 		CheckEnum("--encode", c.Encode, encodingNames),
@@ -185,7 +207,7 @@ func (c *DistillConfig) defaults(n, nlist int, metric faissio.Metric) error {
 		return fmt.Errorf("in-batch, top-k sample and refresh interval must not be negative")
 	case c.TopK > 1<<16 || c.InBatch > 1<<16:
 		return fmt.Errorf("top-k and in-batch are at most 65536 candidates each")
-	case c.Temperature < 0 || c.LRIVF < 0 || c.LRPQ < 0 || c.IVFWeight < 0:
+	case c.Temperature < 0 || c.LRIVF < 0 || c.LRPQ < 0 || c.LRRotation < 0 || c.IVFWeight < 0:
 		return fmt.Errorf("temperature, learning rates and IVF weight must not be negative")
 	}
 	return nil
@@ -208,6 +230,9 @@ type trainer struct {
 	ivfW    float64
 	members [][]int32 // documents of each list
 	fresh   bool      // codes match the current parameters
+	// rot is the rotation being learned, nil when there is none: docs and
+	// queries are then in their own space and the parameters in R's.
+	rot *rotationLearner
 	// seen marks the documents already among the query's candidates in
 	// candidates: seen[doc] == stamp.
 	seen  []uint32
@@ -247,12 +272,23 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			return nil, nil, fmt.Errorf("document %d is in list %d, outside 0..%d", i, l, init.Nlist-1)
 		}
 	}
+	if cfg.LearnRotation {
+		switch d := init.D; {
+		case init.M == 0:
+			return nil, nil, fmt.Errorf("learning a rotation needs PQ codes (M > 0)")
+		case cfg.Rotation != nil && len(cfg.Rotation) != d*d:
+			return nil, nil, fmt.Errorf("initial rotation of %d values for d=%d", len(cfg.Rotation), d)
+		}
+	}
 	pcg := rand.NewPCG(cfg.Seed, 0x64697374696c6c)
 	rng := rand.New(pcg)
 	m := &Model{D: init.D, Metric: init.Metric, Nlist: init.Nlist, M: init.M, Nbits: init.Nbits,
 		Centroids: slices.Clone(init.Centroids), Codebooks: slices.Clone(init.Codebooks)}
 	t := newTrainer(cfg, docs, m, lists)
 	t.loss = lossFuncs[cfg.Loss]
+	if cfg.LearnRotation {
+		t.rot = newRotationLearner(cfg.Rotation, m.D, cfg.LRRotation)
+	}
 
 	// Training queries: the given ones, then documents standing in for
 	// queries.
@@ -295,11 +331,19 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	}
 	nval = max(0, min(nval, queries.Rows-1))
 	val, train := order[:nval], order[nval:]
+	// The encoding weight is the queries' second moment in the space the
+	// codes live in: with a rotation learned, that space is known at the
+	// end, so the queries it comes from are kept until then.
+	var encQ faissio.Matrix
 	if cfg.Encode == Weighted && t.metric == faissio.InnerProduct && m.M > 0 {
-		var err error
-		phase(ctx, "second-moment", func() { m.EncodeWeight, err = SecondMoment(ctx, encodeQueries(queries, train, exclude)) })
-		if err != nil {
-			return nil, nil, err
+		encQ = encodeQueries(queries, train, exclude)
+		if t.rot == nil {
+			var err error
+			phase(ctx, "second-moment", func() { m.EncodeWeight, err = SecondMoment(ctx, encQ) })
+			if err != nil {
+				return nil, nil, err
+			}
+			encQ = faissio.Matrix{}
 		}
 	}
 
@@ -318,6 +362,9 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	grads := make([]*workerGrad, shards)
 	for s := range grads {
 		grads[s] = &workerGrad{gO: make([]float64, len(m.Centroids)), gC: make([]float64, len(m.Codebooks))}
+		if t.rot != nil {
+			grads[s].gR, grads[s].gRivf = make([]float64, m.D*m.D), make([]float64, m.D*m.D)
+		}
 	}
 
 	// The model returned is the best by held-out recall, the starting point
@@ -326,12 +373,16 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	var curve []EpochStats
 	best := -1.0
 	bestCentroids, bestCodebooks := slices.Clone(m.Centroids), slices.Clone(m.Codebooks)
+	var bestRot []float32
+	if t.rot != nil {
+		bestRot = slices.Clone(t.rot.R)
+	}
 	start := time.Now()
 	step, ep0 := 0, 0
 	if resume != nil {
 		// Everything drawn from rng so far was drawn again above; the
 		// state takes over from the end of its epoch.
-		if err := resume.check(m, train, cfg.Epochs); err != nil {
+		if err := resume.check(m, train, cfg.Epochs, t.rot != nil); err != nil {
 			return nil, nil, err
 		}
 		if err := resume.restoreRNG(pcg); err != nil {
@@ -347,6 +398,13 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 		copy(m.Codebooks, resume.Codebooks)
 		copy(bestCentroids, resume.BestCentroids)
 		copy(bestCodebooks, resume.BestCodebooks)
+		if t.rot != nil {
+			if err := t.rot.opt.restore(resume.AdamR); err != nil {
+				return nil, nil, fmt.Errorf("resume: rotation: %w", err)
+			}
+			copy(t.rot.R, resume.Rotation)
+			copy(bestRot, resume.BestRotation)
+		}
 		for i, q := range resume.Train {
 			train[i] = int(q)
 		}
@@ -435,6 +493,12 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 				if m.M > 0 {
 					optC.step(m.Codebooks, g.gC, lr)
 				}
+				if t.rot != nil {
+					for i := range g.gR {
+						g.gR[i] = (g.gR[i] + t.ivfW*g.gRivf[i]) * inv
+					}
+					t.rot.step(g.gR, lr)
+				}
 			})
 			t.fresh = false
 			step++
@@ -458,17 +522,23 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 				best = st.ValRecall
 				copy(bestCentroids, m.Centroids)
 				copy(bestCodebooks, m.Codebooks)
+				if t.rot != nil {
+					copy(bestRot, t.rot.R)
+				}
 			}
 		} else {
 			copy(bestCentroids, m.Centroids)
 			copy(bestCodebooks, m.Codebooks)
+			if t.rot != nil {
+				copy(bestRot, t.rot.R)
+			}
 		}
 		curve = append(curve, st)
 		if cfg.Progress != nil {
 			cfg.Progress(st)
 		}
 		if cfg.Checkpoint != nil {
-			state, err := t.state(ep+1, step, pcg, optO, optC, train, best, bestCentroids, bestCodebooks, curve)
+			state, err := t.state(ep+1, step, pcg, optO, optC, train, best, bestCentroids, bestCodebooks, bestRot, curve)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -478,6 +548,35 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 		}
 	}
 	m.Centroids, m.Codebooks = bestCentroids, bestCodebooks
+	if t.rot != nil {
+		m.Rotation = bestRot
+		if encQ.Rows > 0 {
+			rq := faissio.Matrix{Rows: encQ.Rows, Cols: encQ.Cols, Data: make([]float32, len(encQ.Data))}
+			rotateRows(bestRot, encQ.Data, encQ.Rows, encQ.Cols, rq.Data)
+			var err error
+			phase(ctx, "second-moment", func() { m.EncodeWeight, err = SecondMoment(ctx, rq) })
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	// With a learned rotation the lists stay the training-time ones: the
+	// comparison's trainers would need the rotation's state too.
+	if cfg.ChooseLists != nil && len(val) > 0 && m.Nlist > 1 && t.rot == nil {
+		if teacher == nil { // resumed after the last epoch
+			var err error
+			if teacher, err = ExactTopK(ctx, docs, queries, cfg.TopK, t.metric, exclude); err != nil {
+				return nil, nil, err
+			}
+		}
+		var c *ListChoice
+		var err error
+		phase(ctx, "list-choice", func() { c, err = t.chooseLists(ctx, init, m, queries, val, teacher, exclude) })
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.ChooseLists(c)
+	}
 	return m, curve, nil
 }
 
@@ -554,8 +653,12 @@ func (t *trainer) refreshCodes(ctx context.Context) error {
 	for i, l := range t.lists {
 		lists[i] = int64(l)
 	}
+	var rot []float32
+	if t.rot != nil {
+		rot = t.rot.R
+	}
 	var err error
-	phase(ctx, "re-encode", func() { err = t.model.encodeIndices(ctx, t.docs, lists, t.codes, 0) })
+	phase(ctx, "re-encode", func() { err = t.model.encodeRotated(ctx, t.docs, rot, lists, t.codes, 0) })
 	if err != nil {
 		t.fresh = false
 		return err

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/distillvq/distillvq/faissio"
@@ -38,6 +39,9 @@ func gradProblem(metric faissio.Metric, lossName, ivfLoss string) (*trainer, []f
 // objective is the weighted loss of one query at the current parameters.
 func (t *trainer) objective(q []float32, cands []candidate) float64 {
 	g := &workerGrad{gO: make([]float64, len(t.model.Centroids)), gC: make([]float64, len(t.model.Codebooks))}
+	if t.rot != nil {
+		g.gR, g.gRivf = make([]float64, t.d*t.d), make([]float64, t.d*t.d)
+	}
 	g.reset()
 	t.queryGrad(q, cands, g)
 	return g.lossPQ + t.ivfW*g.lossIVF
@@ -78,6 +82,93 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestRotationGradientMatchesFiniteDifferences checks the learned
+// rotation's gradient (rotation.go) against central differences of the
+// loss in every entry of R, for both metrics, both IVF losses and two
+// losses, the codes fixed as in a step: the students score R q against
+// reconstructions in the rotated space.
+func TestRotationGradientMatchesFiniteDifferences(t *testing.T) {
+	for _, metric := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
+		for _, lossName := range []string{"listnet", "mse"} {
+			for _, ivfLoss := range []string{"list", "doc"} {
+				t.Run(fmt.Sprintf("%s/%s/%s", metric, lossName, ivfLoss), func(t *testing.T) {
+					tr, q, cands := gradProblem(metric, lossName, ivfLoss)
+					d := tr.d
+					tr.rot = newRotationLearner(randomRotation(d, 3), d, 0)
+					must(0, tr.refreshCodes(context.Background()))
+					g := &workerGrad{gO: make([]float64, len(tr.model.Centroids)), gC: make([]float64, len(tr.model.Codebooks)),
+						gR: make([]float64, d*d), gRivf: make([]float64, d*d)}
+					g.reset()
+					tr.queryGrad(q, cands, g)
+					var norm float64
+					for i := range g.gR {
+						norm = math.Max(norm, math.Abs(g.gR[i]+tr.ivfW*g.gRivf[i]))
+					}
+					if norm == 0 {
+						t.Fatal("the rotation's gradient is zero")
+					}
+					R := tr.rot.R
+					for i := range R {
+						old := R[i]
+						const h = 1e-2
+						R[i] = old + h
+						up := tr.objective(q, cands)
+						R[i] = old - h
+						down := tr.objective(q, cands)
+						R[i] = old
+						num := (up - down) / (2 * h)
+						a := g.gR[i] + tr.ivfW*g.gRivf[i]
+						if math.Abs(num-a) > 1e-3*norm+0.02*math.Abs(num) {
+							t.Errorf("rotation[%d]: analytic %.6g, finite difference %.6g", i, a, num)
+							return
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// randomRotation is a d×d orthonormal matrix: the Cayley transform of a
+// random skew-symmetric one.
+func randomRotation(d int, seed uint64) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	r := newRotationLearner(nil, d, 1)
+	g := make([]float64, d*d)
+	for i := range g {
+		g[i] = rng.NormFloat64()
+	}
+	r.step(g, 1)
+	return r.R
+}
+
+// TestCayleyStepKeepsRotationOrthonormal takes many large steps with
+// random gradients from FAISS-like starting points and checks that R
+// stays orthonormal to float32 rounding, and that a step moves it.
+func TestCayleyStepKeepsRotationOrthonormal(t *testing.T) {
+	const d = 24
+	rng := rand.New(rand.NewPCG(5, 6))
+	r := newRotationLearner(randomRotation(d, 4), d, 0.05)
+	before := slices.Clone(r.R)
+	g := make([]float64, d*d)
+	for range 300 {
+		for i := range g {
+			g[i] = rng.NormFloat64()
+		}
+		r.step(g, 1)
+	}
+	if e := RotationError(r.R, d); e > 1e-5 {
+		t.Errorf("after 300 Cayley steps max |RRᵀ-I| = %.3g", e)
+	}
+	var moved float64
+	for i := range before {
+		moved = math.Max(moved, math.Abs(float64(r.R[i]-before[i])))
+	}
+	if moved < 0.05 {
+		t.Errorf("300 steps moved R by at most %.3g", moved)
 	}
 }
 
@@ -148,6 +239,76 @@ func TestDistillImprovesRecallOnGloVe(t *testing.T) {
 	t.Logf("R10@10 at nprobe 4: k-means %.4f, distilled %.4f", before, after)
 	if after < before+0.005 {
 		t.Errorf("distillation did not raise recall: %.4f -> %.4f", before, after)
+	}
+}
+
+// TestDistillLearnsRotation learns the rotation in front of an IVFPQ
+// index on the embedded GloVe set, from the identity: the rotation must
+// stay orthonormal (max |RRᵀ-I| < 1e-4), move, and not lose recall at
+// nprobe 4 against the same distillation with the rotation frozen.
+func TestDistillLearnsRotation(t *testing.T) {
+	docs, err := faissio.ReadVectors("../testdata/glove20k/docs.npy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries, err := faissio.ReadVectors("../testdata/glove20k/train-queries.npy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eval, err := faissio.ReadVectors("../testdata/glove20k/queries.npy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = docs.Slice(0, 10000)
+	init, err := TrainKMeans(context.Background(), docs, Config{Metric: faissio.InnerProduct, Nlist: 32, M: 10, Nbits: 8, Seed: 1, Niter: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := assign(init, docs)
+	cfg := DistillConfig{Queries: queries, Epochs: 2, Val: -1, PseudoQueries: 2000, TopK: 100, InBatch: 100, Seed: 1}
+	frozen, _, err := Distill(context.Background(), docs, init, lists, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LearnRotation = true
+	learned, _, err := Distill(context.Background(), docs, init, lists, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := docs.Cols
+	R := learned.Rotation
+	if len(R) != d*d {
+		t.Fatalf("the model carries %d rotation values, want %d", len(R), d*d)
+	}
+	if e := RotationError(R, d); e > 1e-4 {
+		t.Errorf("learned rotation: max |RRᵀ-I| = %.3g", e)
+	}
+	var moved float64
+	for i := range d {
+		for j := range d {
+			v := float64(R[i*d+j])
+			if i == j {
+				v--
+			}
+			moved = math.Max(moved, math.Abs(v))
+		}
+	}
+	if moved < 1e-3 {
+		t.Errorf("the rotation moved by at most %.3g from the identity", moved)
+	}
+	rotate := func(x faissio.Matrix) faissio.Matrix {
+		y := faissio.Matrix{Rows: x.Rows, Cols: d, Data: make([]float32, len(x.Data))}
+		rotateRows(R, x.Data, x.Rows, d, y.Data)
+		return y
+	}
+	truth := exactTopK(docs, eval, 10, faissio.InnerProduct, nil)
+	plain := *learned
+	plain.Rotation = nil
+	before := searchRecall(frozen, docs, lists, eval, truth, 4)
+	after := searchRecall(&plain, rotate(docs), lists, rotate(eval), truth, 4)
+	t.Logf("R10@10 at nprobe 4: rotation frozen %.4f, learned %.4f (moved %.3g)", before, after, moved)
+	if after < before-0.01 {
+		t.Errorf("learning the rotation lost recall: %.4f -> %.4f", before, after)
 	}
 }
 

@@ -31,6 +31,12 @@ type Model struct {
 	// the inner-product score q·û, the error that reorders results. It is
 	// an encoding rule only: FAISS stores and searches the codes as usual.
 	EncodeWeight []float32
+	// Rotation, when set, is the D×D orthonormal rotation R (row-major)
+	// that a distillation learned (DistillConfig.LearnRotation): the
+	// centroids and codebooks quantize x' = R x, and FAISS's index puts R in
+	// front of them (IndexPreTransform) so that queries are rotated too.
+	// Assign and Encode take vectors already rotated.
+	Rotation []float32
 }
 
 // Ksub is the number of codewords of each sub-quantizer.
@@ -65,6 +71,8 @@ func (m *Model) Validate() error {
 		return fmt.Errorf("nlist %d < 1", m.Nlist)
 	case len(m.Centroids) != m.Nlist*m.D:
 		return fmt.Errorf("%d centroid floats, want nlist*d = %d", len(m.Centroids), m.Nlist*m.D)
+	case m.Rotation != nil && len(m.Rotation) != m.D*m.D:
+		return fmt.Errorf("%d rotation floats, want d*d = %d", len(m.Rotation), m.D*m.D)
 	case m.M < 0:
 		return fmt.Errorf("M %d < 0", m.M)
 	case m.M == 0:
@@ -141,15 +149,31 @@ func (m *Model) Encode(ctx context.Context, x faissio.Matrix, lists []int64) ([]
 // A row's codes depend on its block alone and blocks have a fixed size, so
 // the result is the same for any number of threads.
 func (m *Model) encodeIndices(ctx context.Context, x faissio.Matrix, lists []int64, idx []uint8, passes int) error {
-	const block = 4096
+	return m.encodeRotated(ctx, x, nil, lists, idx, passes)
+}
+
+// encodeRotated is encodeIndices of the rows of x rotated by rot (D×D,
+// y = rot·x; nil: x itself), each block rotated as it is encoded, so that
+// no rotated copy of x is ever held whole.
+func (m *Model) encodeRotated(ctx context.Context, x faissio.Matrix, rot []float32, lists []int64, idx []uint8, passes int) error {
+	const block = rotationBlock
 	nblocks := (x.Rows + block - 1) / block
 	return eachJob(ctx, nblocks, runtime.GOMAXPROCS(0), func(int) func(int) {
 		res := make([]float32, min(block, x.Rows)*m.D)
+		var rx []float32
+		if rot != nil {
+			rx = make([]float32, min(block, x.Rows)*m.D)
+		}
 		enc := newPQEncoder(m, 1)
 		return func(b int) {
 			i0 := b * block
 			n := min(block, x.Rows-i0)
-			m.residuals(x.Slice(i0, i0+n), lists[i0:i0+n], res[:n*m.D])
+			xb := x.Slice(i0, i0+n)
+			if rot != nil {
+				rotateRows(rot, xb.Data, n, m.D, rx[:n*m.D])
+				xb.Data = rx[:n*m.D]
+			}
+			m.residuals(xb, lists[i0:i0+n], res[:n*m.D])
 			enc.encode(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M])
 			if m.EncodeWeight != nil && passes > 0 {
 				enc.refineWeighted(res[:n*m.D], n, idx[i0*m.M:(i0+n)*m.M], passes)

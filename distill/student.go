@@ -25,6 +25,13 @@ import (
 //   - PQ student, L2: each candidate is decoded and scored, and 2(q - x)
 //     scattered, as the formula reads.
 //
+// With a rotation being learned (rotation.go), the queries are rotated
+// first, q' = R q, one sgemm per chunk, and the students score q'; the
+// rotation's gradient is Pᵀ·Q for the chunk's rows p_q = ∂L/∂q', which the
+// inner-product student forms from the same list and codeword sums times
+// the centroids and codebooks (sgemms again) and the L2 student adds up as
+// it decodes.
+//
 // A chunk's shape (gradChunk queries or fewer) depends only on the batch
 // and the shard, never on GOMAXPROCS, and each product runs single-threaded
 // (serialBLAS) on the shard's goroutine, so gradients do not depend on the
@@ -38,6 +45,9 @@ const gradChunk = 64
 type workerGrad struct {
 	gO, gOivf, gC   []float64
 	lossPQ, lossIVF float64
+	// gR and gRivf are the rotation's gradient from the PQ and IVF
+	// students (nil without a rotation to learn).
+	gR, gRivf []float64
 
 	qs   [][]float32
 	cs   [][]candidate
@@ -55,12 +65,15 @@ type workerGrad struct {
 	// inner-product PQ student, the summed g_j per list beside it; wc the
 	// summed g_j per codeword; out and gcOut the products with Q.
 	w, wc, out, gcOut []float32
+	// p and pivf are a chunk's ∂L/∂q' rows (PQ and IVF student), rout
+	// their product with the queries.
+	p, pivf, rout []float32
 }
 
-// chunkScratch holds a chunk's queries and their list scores and look-up
-// tables.
+// chunkScratch holds a chunk's queries (rotated when a rotation is
+// learned, qraw as given) and their list scores and look-up tables.
 type chunkScratch struct {
-	q, z, lut, onorm []float32
+	q, qraw, z, lut, onorm []float32
 }
 
 func (g *workerGrad) reset() {
@@ -70,6 +83,8 @@ func (g *workerGrad) reset() {
 		g.gOivf = make([]float64, len(g.gO))
 	}
 	clear(g.gOivf)
+	clear(g.gR)
+	clear(g.gRivf)
 	g.lossPQ, g.lossIVF = 0, 0
 }
 
@@ -82,6 +97,12 @@ func (g *workerGrad) add(o *workerGrad) {
 	}
 	for i, v := range o.gC {
 		g.gC[i] += v
+	}
+	for i, v := range o.gR {
+		g.gR[i] += v
+	}
+	for i, v := range o.gRivf {
+		g.gRivf[i] += v
 	}
 	g.lossPQ += o.lossPQ
 	g.lossIVF += o.lossIVF
@@ -137,14 +158,23 @@ func (t *trainer) batchGrad(qs [][]float32, cands [][]candidate, g *workerGrad) 
 	}
 }
 
-// prepare gathers the chunk's queries into s.q and fills s.z with their
+// prepare gathers the chunk's queries into s.q (rotated, with the
+// originals in s.qraw, when a rotation is learned) and fills s.z with their
 // scores against every centroid and, for the inner-product PQ student,
 // s.lut with their look-up tables.
 func (t *trainer) prepare(qs [][]float32, s *chunkScratch) {
 	nq, d := len(qs), t.d
 	s.q = growF32(s.q, nq*d)
+	gather := s.q
+	if t.rot != nil {
+		s.qraw = growF32(s.qraw, nq*d)
+		gather = s.qraw
+	}
 	for i, q := range qs {
-		copy(s.q[i*d:(i+1)*d], q)
+		copy(gather[i*d:(i+1)*d], q)
+	}
+	if t.rot != nil {
+		sgemm(false, true, nq, d, d, 1, s.qraw, d, t.rot.R, d, 0, s.q, d)
 	}
 	s.z = growF32(s.z, nq*t.nlist)
 	s.onorm = growF32(s.onorm, t.nlist)
@@ -240,16 +270,27 @@ func (t *trainer) chunkGrad(qs [][]float32, cands [][]candidate, g *workerGrad) 
 		g.dzSum = growF64(g.dzSum, nlist)
 		clear(g.dzSum)
 	}
+	l2Rot := t.rot != nil && l2 && t.M > 0
+	if l2Rot {
+		g.p = growF32(g.p, nq*d)
+		clear(g.p)
+	}
 	for i := range qs {
 		q := s.q[i*d : (i+1)*d]
 		z := s.z[i*nlist : (i+1)*nlist]
 		w := g.w[i*wcols : (i+1)*wcols]
-		var lut, wc []float32
+		var lut, wc, p []float32
 		if ipPQ {
 			lut = s.lut[i*nc : (i+1)*nc]
 			wc = g.wc[i*nc : (i+1)*nc]
 		}
-		t.queryLoss(q, z, lut, cands[i], w, wc, g)
+		if l2Rot {
+			p = g.p[i*d : (i+1)*d]
+		}
+		t.queryLoss(q, z, lut, cands[i], w, wc, p, g)
+	}
+	if t.rot != nil {
+		t.rotationGrad(nq, s, wcols, g)
 	}
 
 	// IVF gradient: dZᵀ·Q (then the inner-product PQ student's centroid
@@ -297,8 +338,9 @@ func (t *trainer) chunkGrad(qs [][]float32, cands [][]candidate, g *workerGrad) 
 // centroid and lut its look-up tables (inner-product PQ student). It writes
 // dL/dz into w[:nlist] and, for the inner-product PQ student, the sum of
 // dL/ds_j over each list's candidates into w[nlist:] and over each
-// codeword's into wc; the L2 PQ student's gradients go straight into g.
-func (t *trainer) queryLoss(q, z, lut []float32, cands []candidate, w, wc []float32, g *workerGrad) {
+// codeword's into wc; the L2 PQ student's gradients go straight into g,
+// and its ∂L/∂q' into p when p is not nil (a rotation being learned).
+func (t *trainer) queryLoss(q, z, lut []float32, cands []candidate, w, wc, p []float32, g *workerGrad) {
 	n, nlist := len(cands), t.nlist
 	g.tbuf, g.sbuf = growF32(g.tbuf, n), growF32(g.sbuf, n)
 	g.grad = growF64(g.grad, n)
@@ -328,7 +370,7 @@ func (t *trainer) queryLoss(q, z, lut []float32, cands []candidate, w, wc []floa
 				}
 			}
 		} else {
-			t.l2PQGrad(q, cands, g)
+			t.l2PQGrad(q, cands, p, g)
 		}
 	}
 
@@ -373,6 +415,59 @@ func (t *trainer) queryLoss(q, z, lut []float32, cands []candidate, w, wc []floa
 	}
 }
 
+// rotationGrad adds the chunk's ∂L/∂R to g, the PQ and IVF students'
+// apart (the IVF one is weighted later): Pᵀ·Q for the rows p_q = ∂L/∂q'
+// and the queries Q before rotation. The IVF student's scores z_l have
+// ∂z_l/∂q' = o_l (inner product) or 2(o_l - q') (L2), so its rows are
+// dZ·O (less 2(Σ_l dz_l) q' for L2); the inner-product PQ student's are
+// Σ_c g_c (o_a(c) + û_c), which the list sums w[nlist:] times O and the
+// codeword sums wc times each codebook make; the L2 PQ student's were
+// summed in l2PQGrad. wcols is the row stride of g.w.
+func (t *trainer) rotationGrad(nq int, s *chunkScratch, wcols int, g *workerGrad) {
+	d, nlist := t.d, t.nlist
+	O := t.model.Centroids
+	l2 := t.metric == faissio.L2
+	alpha := float32(1)
+	if l2 {
+		alpha = 2
+	}
+	g.pivf = growF32(g.pivf, nq*d)
+	sgemm(false, false, nq, d, nlist, alpha, g.w, wcols, O, d, 0, g.pivf, d)
+	if l2 {
+		for i := range nq {
+			var sum float32
+			for _, v := range g.w[i*wcols : i*wcols+nlist] {
+				sum += v
+			}
+			q, p := s.q[i*d:(i+1)*d], g.pivf[i*d:(i+1)*d]
+			for k := range p {
+				p[k] -= 2 * sum * q[k]
+			}
+		}
+	}
+	g.rout = growF32(g.rout, d*d)
+	sgemm(true, false, d, d, nq, 1, g.pivf, d, s.qraw, d, 0, g.rout, d)
+	for i, v := range g.rout {
+		g.gRivf[i] += float64(v)
+	}
+	if t.M == 0 {
+		return
+	}
+	if !l2 {
+		M, ksub, dsub := t.M, t.ksub, t.dsub
+		nc := M * ksub
+		g.p = growF32(g.p, nq*d)
+		sgemm(false, false, nq, d, nlist, 1, g.w[nlist:], wcols, O, d, 0, g.p, d)
+		for sub := range M {
+			sgemm(false, false, nq, dsub, ksub, 1, g.wc[sub*ksub:], nc, t.model.Codebooks[sub*ksub*dsub:], dsub, 1, g.p[sub*dsub:], d)
+		}
+	}
+	sgemm(true, false, d, d, nq, 1, g.p, d, s.qraw, d, 0, g.rout, d)
+	for i, v := range g.rout {
+		g.gR[i] += float64(v)
+	}
+}
+
 // lutScore is Σ_s lut[s*ksub + code[s]], q·û for the query whose look-up
 // tables lut are (four running sums, to shorten the chain of additions).
 func lutScore(lut []float32, code []uint8, ksub int) float32 {
@@ -392,8 +487,9 @@ func lutScore(lut []float32, code []uint8, ksub int) float32 {
 
 // l2PQGrad is the L2 PQ student: it decodes each candidate x = o_a + û,
 // scores -||q - x||², and adds the loss and g_j·2(q - x) to the centroid
-// and codewords x came from.
-func (t *trainer) l2PQGrad(q []float32, cands []candidate, g *workerGrad) {
+// and codewords x came from, and g_j·2(x - q), the score's gradient wrt
+// the query, to p when p is not nil.
+func (t *trainer) l2PQGrad(q []float32, cands []candidate, p []float32, g *workerGrad) {
 	n, d, M, ksub, dsub := len(cands), t.d, t.M, t.ksub, t.dsub
 	g.xhat = growF32(g.xhat, n*d)
 	for j, c := range cands {
@@ -408,6 +504,12 @@ func (t *trainer) l2PQGrad(q []float32, cands []candidate, g *workerGrad) {
 			continue
 		}
 		xh := g.xhat[j*d : (j+1)*d]
+		if p != nil {
+			gq := float32(2 * gj)
+			for i := range p {
+				p[i] += gq * (xh[i] - q[i])
+			}
+		}
 		a := int(t.lists[c.doc])
 		gO := g.gO[a*d : (a+1)*d]
 		code := t.codes[int(c.doc)*M : int(c.doc+1)*M]

@@ -26,6 +26,8 @@ type Report struct {
 	Nbits     int            `json:"nbits"`
 	Train     Trainer        `json:"train"`
 	OPQ       bool           `json:"opq"`
+	// OPQRotation says whether the OPQ rotation was learned.
+	OPQRotation OPQRotation `json:"opq_rotation,omitempty"`
 	// CodeBytesPerVec is the bytes of code stored per vector.
 	CodeBytesPerVec int `json:"code_bytes_per_vector"`
 	// Phase times: reading inputs, training, assigning and encoding (for
@@ -44,6 +46,9 @@ type Report struct {
 	// Epochs is the distillation's training curve: loss, held-out recall
 	// and elapsed time after each epoch (epoch 0 is the k-means start).
 	Epochs []distill.EpochStats `json:"epochs,omitempty"`
+	// Lists is the held-out comparison of training-time and nearest lists
+	// that --export-lists auto decided by.
+	Lists *distill.ListChoice `json:"lists,omitempty"`
 	// TrainRows is the size of the training sample read, and MemoryPlan
 	// the peak memory the build was planned for (bytes).
 	TrainRows  int   `json:"train_rows"`
@@ -157,7 +162,7 @@ func newJob(ctx context.Context, docs *faissio.Source, o Options) (*job, error) 
 			return nil, fmt.Errorf("qrels: %w", err)
 		}
 	}
-	rep := &Report{N: n, D: d, Index: o.Index, Quantizer: o.Quantizer, Metric: o.Metric, Train: o.Train, OPQ: o.OPQ, Nlist: o.Nlist}
+	rep := &Report{N: n, D: d, Index: o.Index, Quantizer: o.Quantizer, Metric: o.Metric, Train: o.Train, OPQ: o.OPQ, OPQRotation: o.OPQRotation, Nlist: o.Nlist}
 	if rep.Nlist == 0 {
 		rep.Nlist = DefaultNlist(n)
 	}
@@ -323,7 +328,10 @@ func readBlocks(ctx context.Context, src *faissio.Source, m faissio.Matrix) erro
 
 // trainRotation trains FAISS's OPQ rotation on a sample of the documents and
 // moves the documents into the rotated space, where training happens; the
-// rotation is frozen and written in front of the IVF index.
+// rotation is frozen and written in front of the IVF index. A rotation to
+// learn starts there: the k-means trains on the rotated copy (j.train)
+// while the documents stay as they are for the distillation, which rotates
+// them itself.
 func (j *job) trainRotation() error {
 	t0 := time.Now()
 	// FAISS's OPQ training on one BLAS thread: its threaded products would
@@ -353,7 +361,7 @@ func (j *job) trainRotation() error {
 		}
 	}
 	j.train = faiss.ApplyRotation(j.rotation, j.train)
-	if j.o.Train != KMeans {
+	if j.o.Train != KMeans && j.o.OPQRotation != LearnedRotation {
 		j.docs = j.train // train was docs itself
 	}
 	j.progress("OPQ rotation", 1, 1)
@@ -404,20 +412,34 @@ func (j *job) fit(ctx context.Context) (*Trained, error) {
 	o, docs := j.o, j.docs
 	dc := o.Distill
 	dc.Queries, dc.Qrels = o.Queries, j.qrels
-	if j.rotation != nil && dc.Queries.Rows > 0 {
+	learn := j.rotation != nil && o.OPQRotation == LearnedRotation
+	if j.rotation != nil && dc.Queries.Rows > 0 && !learn {
 		dc.Queries = faiss.ApplyRotation(j.rotation, dc.Queries)
 	}
-	init, err := j.trainKMeans(ctx, docs)
+	// The k-means and the training-time lists are those of the documents
+	// rotated by FAISS's OPQ; a rotation to learn starts from that one.
+	rotated := docs
+	if learn {
+		rotated = j.train
+		dc.LearnRotation, dc.Rotation = true, j.rotation
+	}
+	init, err := j.trainKMeans(ctx, rotated)
 	if err != nil {
 		return nil, err
 	}
 	t1 := time.Now()
-	lists, err := init.Assign(ctx, docs)
+	lists, err := init.Assign(ctx, rotated)
 	if err != nil {
 		return nil, err
 	}
+	if learn {
+		j.train = faissio.Matrix{} // the distillation rotates docs itself
+	}
 	dc.Seed = o.Seed
 	dc.FixedCentroids = o.Index.flat()
+	if o.ExportLists == AutoLists && !j.sampled {
+		dc.ChooseLists = func(c *distill.ListChoice) { j.rep.Lists = c }
+	}
 	if dc.Temperature == 0 && o.Index.flat() {
 		dc.Temperature = FlatTemperature
 	}
@@ -436,6 +458,18 @@ func (j *job) fit(ctx context.Context) (*Trained, error) {
 	if err != nil {
 		return nil, err
 	}
+	if learn {
+		// The learned rotation goes in front of the index, and the
+		// documents held are exported in its space, rotated as
+		// Trained.Add rotates them.
+		j.rotation = model.Rotation
+		m := *model
+		m.Rotation = nil
+		model = &m
+		if !j.sampled {
+			j.docs = faiss.ApplyRotation(j.rotation, j.docs)
+		}
+	}
 	j.rep.Distill = time.Since(t1)
 	j.rep.Epochs = curve
 	tr, err := j.trained(model)
@@ -443,7 +477,7 @@ func (j *job) fit(ctx context.Context) (*Trained, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !j.sampled && o.ExportLists == TrainLists {
+	if !j.sampled && (o.ExportLists == TrainLists || o.ExportLists == AutoLists && !j.rep.Lists.NearestWins()) {
 		// Every document keeps the list it was distilled in: the trained
 		// index carries them, by id, for whoever adds the documents.
 		j.lists = lists

@@ -98,10 +98,11 @@ func checkpointKey(src *faissio.Source, o Options, cfg distill.Config, qrels [][
 		Niter       int                   `json:"niter"`
 		Seed        uint64                `json:"seed"`
 		OPQ         bool                  `json:"opq"`
+		OPQRotation OPQRotation           `json:"opq_rotation,omitempty"`
 		TrainRows   int                   `json:"train_rows"`
 		Distill     distill.DistillConfig `json:"distill"`
 	}{o.Index, o.Train, o.ExportLists, cfg.Metric, cfg.Nlist, cfg.M, cfg.Nbits,
-		cfg.TrainSize, cfg.Niter, cfg.Seed, o.OPQ, trainRows, dc})
+		cfg.TrainSize, cfg.Niter, cfg.Seed, o.OPQ, o.OPQRotation, trainRows, dc})
 	if err != nil {
 		return "", err
 	}

@@ -67,19 +67,40 @@ const (
 type ExportLists int
 
 const (
+	// AutoLists (the default) keeps whichever of TrainLists and
+	// NearestLists validates better: the one whose smallest gain in
+	// held-out R10@10 over the k-means start, at nprobe 1, 2, 4, ... up to
+	// 4 x nlist/16, is the larger. Without held-out queries, or with a
+	// learned rotation, it keeps the training-time lists.
+	AutoLists ExportLists = iota
 	// TrainLists keeps each document in the list it had during training
-	// (the default; the student learned with that assignment).
-	TrainLists ExportLists = iota
+	// (the student learned with that assignment).
+	TrainLists
 	// NearestLists re-assigns every document to its nearest learned
 	// centroid.
 	NearestLists
 )
 
+// OPQRotation is what becomes of the OPQ rotation once FAISS has trained
+// it (Options.OPQ).
+type OPQRotation int
+
+const (
+	// FrozenRotation keeps FAISS's rotation as trained (build --opq,
+	// --opq faiss; the default).
+	FrozenRotation OPQRotation = iota
+	// LearnedRotation starts from FAISS's rotation and distils it with the
+	// centroids and codebooks (build --opq learn; distill.DistillConfig's
+	// LearnRotation).
+	LearnedRotation
+)
+
 var (
 	kindNames      = []string{"ivfpq", "ivfflat", "ivfpqfs", "pq", "pqfs"}
+	opqNames       = []string{"faiss", "learn"}
 	quantizerNames = []string{"flat", "hnsw"}
 	trainerNames   = []string{"distill", "kmeans", "faiss"}
-	exportNames    = []string{"train", "nearest"}
+	exportNames    = []string{"auto", "train", "nearest"}
 )
 
 // ParseKind reads ivfpq, ivfflat, ivfpqfs, pq or pqfs.
@@ -103,9 +124,25 @@ func ParseTrainer(s string) (Trainer, error) {
 	return distill.ParseEnum[Trainer]("--train", s, trainerNames)
 }
 
-// ParseExportLists reads train or nearest.
+// ParseExportLists reads auto, train or nearest.
 func ParseExportLists(s string) (ExportLists, error) {
 	return distill.ParseEnum[ExportLists]("--export-lists", s, exportNames)
+}
+
+// ParseOPQRotation reads faiss or learn, the value of --opq.
+func ParseOPQRotation(s string) (OPQRotation, error) {
+	return distill.ParseEnum[OPQRotation]("--opq", s, opqNames)
+}
+
+func (r OPQRotation) String() string { return name(int(r), opqNames) }
+
+// MarshalText writes the CLI spelling.
+func (r OPQRotation) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText reads the CLI spelling.
+func (r *OPQRotation) UnmarshalText(b []byte) (err error) {
+	*r, err = ParseOPQRotation(string(b))
+	return
 }
 
 func (k Kind) String() string        { return name(int(k), kindNames) }
@@ -172,9 +209,12 @@ type Options struct {
 	// Seed makes the build reproducible: the same inputs, options and seed
 	// give the same file, byte for byte. 0 means 1234.
 	Seed uint64
-	// OPQ puts FAISS's OPQ rotation (trained first, then frozen) in front
-	// of an IVFPQ index; training happens in the rotated space.
-	OPQ bool
+	// OPQ puts FAISS's OPQ rotation (trained first) in front of an IVFPQ
+	// index; training happens in the rotated space. OPQRotation says
+	// whether the rotation then stays as FAISS trained it or, with the
+	// distill trainer, is learned with the centroids and codebooks.
+	OPQ         bool
+	OPQRotation OPQRotation
 
 	// IDs are the documents' FAISS ids; nil means 0..n-1. They must be
 	// unique and non-negative.
@@ -275,6 +315,7 @@ func (o *Options) Validate() error {
 		distill.CheckEnum("--train", o.Train, trainerNames),
 		distill.CheckEnum("--export-lists", o.ExportLists, exportNames),
 		distill.CheckEnum("--quantizer", o.Quantizer, quantizerNames),
+		distill.CheckEnum("--opq", o.OPQRotation, opqNames),
 	} {
 		if err != nil {
 			return err
@@ -293,6 +334,10 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("--nbits %d: --index %v codes are 4 bits", o.Nbits, o.Index)
 	case o.OPQ && !o.Index.hasPQ():
 		return fmt.Errorf("--opq needs a PQ index (--index ivfpq, ivfpqfs, pq or pqfs)")
+	case o.OPQRotation == LearnedRotation && !o.OPQ:
+		return fmt.Errorf("a learned rotation is an OPQ rotation: it needs OPQ (--opq learn)")
+	case o.OPQRotation == LearnedRotation && o.Train != Distill:
+		return fmt.Errorf("--opq learn learns the rotation by distillation: it needs --train distill, not %v", o.Train)
 	case o.Quantizer == HNSWQuantizer && o.Index.flat():
 		return fmt.Errorf("--quantizer hnsw needs an IVF index: --index %v has no coarse quantizer", o.Index)
 	case o.HNSWM < 0 || o.HNSWM == 1 || o.HNSWM > 1<<16:
