@@ -8,14 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/distillvq/distillvq/faissio"
 	"github.com/distillvq/distillvq/internal/testutil"
 )
 
-// pyFactory trains index_factory(128, key, metric) on siftsmall with the
-// seeds and iterations TrainFAISS's factory path sets, and writes it.
+// pyFactory trains index_factory(128, key, metric) on the first argv[5]
+// siftsmall vectors with the seeds and iterations TrainFAISS's factory path
+// sets, adds them all, and writes it.
 const pyFactory = `
 import sys, numpy as np, faiss
 xb = np.fromfile(sys.argv[1], dtype='int32').reshape(-1, 129)[:, 1:].copy().view('float32')
@@ -30,10 +32,46 @@ if hasattr(ivf, 'pq'):
     ivf.pq.cp.seed, ivf.pq.cp.niter = 1234, 10
 if hasattr(ivf, 'do_polysemous_training'):
     ivf.do_polysemous_training = False
-ix.train(xb)
+ix.train(xb[:int(sys.argv[5])])
 ix.add(xb)
 faiss.write_index(ix, sys.argv[3])
 `
+
+// factoryTrainRows is how many siftsmall vectors (the first ones) the
+// factory kinds train on, in Go and in Python: the files are compared, not
+// their recall, and the flat PQ16's training costs in proportion to them
+// (FAISS warns that 256 centroids want 9,984; a warning only). IVF32 has
+// its 39 per list.
+const factoryTrainRows = 2500
+
+// factoryTrained holds factoryIndex's indexes by factory string and metric.
+var factoryTrained struct {
+	sync.Mutex
+	m map[string]*Index
+}
+
+// factoryIndex is TrainFAISS's index_factory(key) trained on the first
+// factoryTrainRows of the siftsmall base (seed 1234, 10 iterations) and
+// filled with all of it, once for TestFactoryMatchesPython and
+// TestNewKindsRebuild, which share three kinds. Tests must not close it.
+func factoryIndex(t *testing.T, key string, metric faissio.Metric, base faissio.Matrix) *Index {
+	t.Helper()
+	factoryTrained.Lock()
+	defer factoryTrained.Unlock()
+	k := key + "/" + metric.String()
+	if ix := factoryTrained.m[k]; ix != nil {
+		return ix
+	}
+	ix, err := TrainFAISS(FAISSParams{D: 128, Metric: metric, Factory: key, Seed: 1234, Niter: 10}, base.Slice(0, factoryTrainRows), base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if factoryTrained.m == nil {
+		factoryTrained.m = map[string]*Index{}
+	}
+	factoryTrained.m[k] = ix
+	return ix
+}
 
 // TestFactoryMatchesPython trains the new kinds through TrainFAISS's
 // factory path and checks that Python FAISS, given the same factory string
@@ -52,15 +90,9 @@ func TestFactoryMatchesPython(t *testing.T) {
 		{"IVF32_HNSW32,PQ16", faissio.L2},
 	} {
 		t.Run(c.key, func(t *testing.T) {
-			p := FAISSParams{D: 128, Metric: c.metric, Factory: c.key, Seed: 1234, Niter: 10}
-			ix, err := TrainFAISS(p, base, base, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ix.Close()
-			_, ours := writeBytes(t, ix, "go.index")
+			_, ours := writeBytes(t, factoryIndex(t, c.key, c.metric, base), "go.index")
 			path := filepath.Join(t.TempDir(), "python.index")
-			runPython(t, pyFactory, filepath.Join(dataDir, "siftsmall_base.fvecs"), c.key, path, c.metric.String())
+			runPython(t, pyFactory, filepath.Join(dataDir, "siftsmall_base.fvecs"), c.key, path, c.metric.String(), fmt.Sprint(factoryTrainRows))
 			theirs, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -90,11 +122,7 @@ func TestNewKindsRebuild(t *testing.T) {
 		{"IVF32_HNSW32,Flat", faissio.InnerProduct},
 	} {
 		t.Run(c.key, func(t *testing.T) {
-			ix, err := TrainFAISS(FAISSParams{D: 128, Metric: c.metric, Factory: c.key, Seed: 1234, Niter: 10}, base, base, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ix.Close()
+			ix := factoryIndex(t, c.key, c.metric, base)
 			re, p := rebuild(t, ix)
 			if p.FastScan != (c.key[len(c.key)-1] == 's' || c.key[len(c.key)-1] == 'r') || (p.HNSW != nil) != (c.key[5] == '_') {
 				t.Errorf("IVFParams: FastScan %v, HNSW %v", p.FastScan, p.HNSW != nil)

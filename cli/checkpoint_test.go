@@ -20,8 +20,12 @@ func TestCheckpointResume(t *testing.T) {
 	dir := t.TempDir()
 	bin := distillvqBinary(t)
 	args := func(out string, extra ...string) []string {
-		return append([]string{"build", "--docs", gloveDocs, "--nlist", "64", "--m", "20", "--pseudo-queries", "2000",
-			"--val", "200", "--epochs", "3", "--seed", "5", "-o", out}, extra...)
+		// Few k-means iterations and 800 training queries: the resumed
+		// bytes are compared with the uninterrupted ones, and each epoch
+		// still re-encodes all 20,000 documents, long enough to be killed
+		// in the epochs after the first.
+		return append([]string{"build", "--docs", gloveDocs, "--nlist", "64", "--m", "20", "--pseudo-queries", "1000",
+			"--val", "200", "--epochs", "3", "--seed", "5", "--niter", "10", "-o", out}, extra...)
 	}
 	ref := filepath.Join(dir, "ref.faiss")
 	runOK(t, args(ref)...)
@@ -118,7 +122,7 @@ func TestCheckpointResume(t *testing.T) {
 
 	// A k-means build resumes from its trained model.
 	km := func(out string, extra ...string) []string {
-		return append([]string{"build", "--docs", gloveDocs, "--nlist", "64", "--m", "20", "--train", "kmeans", "--seed", "5", "-o", out}, extra...)
+		return append([]string{"build", "--docs", gloveDocs, "--nlist", "64", "--m", "20", "--train", "kmeans", "--seed", "5", "--niter", "10", "-o", out}, extra...)
 	}
 	ck2 := filepath.Join(dir, "ck2")
 	first := filepath.Join(dir, "km1.faiss")

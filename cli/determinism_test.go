@@ -23,9 +23,9 @@ func TestBuildsAreDeterministic(t *testing.T) {
 	bin := distillvqBinary(t)
 	builds := map[string][]string{
 		"kmeans-ivfpq":   {"--train", "kmeans", "--m", "20"},
-		"distill-ivfpq":  {"--train", "distill", "--m", "20", "--queries", gloveDir + "/train-queries.npy", "--epochs", "2"},
+		"distill-ivfpq":  {"--train", "distill", "--m", "20", "--queries", gloveDir + "/train-queries.npy", "--pseudo-queries", "500", "--epochs", "1"},
 		"kmeans-ivfflat": {"--train", "kmeans", "--index", "ivfflat", "--metric", "l2"},
-		"distill-l2-opq": {"--train", "distill", "--m", "10", "--metric", "l2", "--opq", "--pseudo-queries", "2000", "--epochs", "1"},
+		"distill-l2-opq": {"--train", "distill", "--m", "10", "--metric", "l2", "--opq", "--train-size", "2560", "--pseudo-queries", "2000", "--epochs", "1"},
 		"distill-flat":   {"--train", "distill", "--index", "ivfflat", "--pseudo-queries", "2000", "--epochs", "1"},
 		// The learned rotation: its gradient products and Cayley steps.
 		"distill-opq-learn": {"--train", "distill", "--m", "10", "--opq=learn", "--train-size", "2560", "--pseudo-queries", "2000", "--epochs", "1"},
@@ -44,7 +44,7 @@ func TestBuildsAreDeterministic(t *testing.T) {
 			defer wg.Done()
 			for j := range jobs {
 				out := filepath.Join(dir, fmt.Sprintf("%s-%d.faiss", j.name, j.threads))
-				cmd := exec.Command(bin, append([]string{"build", "--docs", gloveDocs, "--nlist", "64", "--seed", "7", "-o", out}, builds[j.name]...)...)
+				cmd := exec.Command(bin, append([]string{"build", "--docs", gloveDocs, "--nlist", "64", "--seed", "7", "--niter", "10", "-o", out}, builds[j.name]...)...)
 				cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", j.threads), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", j.threads))
 				if msg, err := cmd.CombinedOutput(); err != nil {
 					errs <- fmt.Sprintf("%s with %d thread(s): %v\n%s", j.name, j.threads, err, msg)

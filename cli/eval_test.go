@@ -16,7 +16,32 @@ import (
 
 	"github.com/distillvq/distillvq/distill/eval"
 	"github.com/distillvq/distillvq/faissio"
+	"github.com/distillvq/distillvq/internal/testutil"
 )
+
+// pyBuildOPQ is evalcheck.py's build of an OPQ index (argv[1], a factory
+// string with OPQ first) for the tests that only need one to read: FAISS's
+// OPQ training, their cost, on about 2,500 of the documents (argv[3], .npy;
+// 40 per list of IVF64) and in 5 rounds, not 5,000 and 10.
+const pyBuildOPQ = `
+import sys, faiss, numpy as np
+factory, metric, docs, out = sys.argv[1:5]
+x = np.ascontiguousarray(np.load(docs).astype(np.float32))
+index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2)
+ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+ivf.do_polysemous_training = False
+faiss.downcast_VectorTransform(index.chain.at(0)).niter = 5
+index.train(np.ascontiguousarray(x[:: len(x) // 2560]))
+index.add(x)
+faiss.write_index(index, out)
+`
+
+// buildPythonOPQ writes Python FAISS's index of the factory string (OPQ
+// first) over the .npy documents docs to out.
+func buildPythonOPQ(t *testing.T, factory, metric, docs, out string) {
+	t.Helper()
+	testutil.Run{Script: pyBuildOPQ, Args: []string{factory, metric, docs, out}, Env: []string{"OMP_NUM_THREADS=1"}}.Output(t)
+}
 
 // pyEval is evalcheck.py's output: per nprobe, per k.
 type pyEval map[string]struct {
@@ -154,7 +179,7 @@ func TestEvalSiftsmallMatchesPythonFAISS(t *testing.T) {
 
 	dir := t.TempDir()
 	ourIndex := filepath.Join(dir, "ours-ivfpq.faiss")
-	mustRun(t, "build", "--docs", docs, "--train", "kmeans", "--metric", "l2", "--nlist", "64", "--m", "16", "-o", ourIndex)
+	mustRun(t, "build", "--docs", docs, "--train", "kmeans", "--metric", "l2", "--nlist", "64", "--m", "16", "--niter", "10", "-o", ourIndex)
 	pyPQ, pyFlat := filepath.Join(dir, "python-ivfpq.faiss"), filepath.Join(dir, "python-ivfflat.faiss")
 	python(t, py, "build", "IVF64,PQ16", "l2", docs, pyPQ)
 	python(t, py, "build", "IVF64,Flat", "l2", docs, pyFlat)
@@ -185,10 +210,11 @@ func TestEvalGloVeMatchesPythonFAISS(t *testing.T) {
 	copyFile(t, gloveDocs, docs)
 	copyFile(t, gloveQ, queries)
 	ivfpq, ivfflat := filepath.Join(dir, "ivfpq.faiss"), filepath.Join(dir, "ivfflat.faiss")
-	mustRun(t, "build", "--docs", docs, "--train", "kmeans", "--nlist", "64", "--m", "20", "-o", ivfpq)
-	mustRun(t, "build", "--docs", docs, "--train", "kmeans", "--index", "ivfflat", "--nlist", "64", "-o", ivfflat)
+	// Indexes to measure, not to be good: a sample and few iterations.
+	mustRun(t, "build", "--docs", docs, "--train", "kmeans", "--nlist", "64", "--m", "20", "--train-size", "6000", "--niter", "10", "-o", ivfpq)
+	mustRun(t, "build", "--docs", docs, "--train", "kmeans", "--index", "ivfflat", "--nlist", "64", "--niter", "10", "-o", ivfflat)
 	pyPQ := filepath.Join(dir, "python-opq.faiss")
-	python(t, py, "build", "OPQ20,IVF64,PQ20", "ip", docs, pyPQ)
+	buildPythonOPQ(t, "OPQ20,IVF64,PQ20", "ip", docs, pyPQ)
 
 	// Qrels: the exact nearest and 5th nearest document of two queries in
 	// three, and none for the rest.
@@ -315,7 +341,7 @@ func checkPNG(t *testing.T, path string) {
 func TestEvalSVGAndErrors(t *testing.T) {
 	dir := t.TempDir()
 	ivfpq := filepath.Join(dir, "ivfpq.faiss")
-	mustRun(t, "build", "--docs", gloveDocs, "--train", "kmeans", "--nlist", "32", "--m", "10", "-o", ivfpq)
+	mustRun(t, "build", "--docs", gloveDocs, "--train", "kmeans", "--nlist", "32", "--m", "10", "--train-size", "4000", "--niter", "10", "-o", ivfpq)
 	svg := filepath.Join(dir, "r.svg")
 	mustRun(t, "eval", "--docs", gloveDocs, "--queries", gloveQ, "--index", ivfpq, "--nprobe", "1,4", "--min-time", "0", "--no-cache", "--plot", svg)
 	b, err := os.ReadFile(svg)
@@ -361,7 +387,9 @@ func TestBuildCompare(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "ours.faiss")
 	js := filepath.Join(dir, "cmp.json")
-	stdout := mustRun(t, "build", "--docs", gloveDocs, "--train", "kmeans", "--nlist", "32", "--m", "10", "-o", out,
+	// A 4,000-document sample and 10 iterations for both trainings (build
+	// and --compare's FAISS one): the test is about the pair and its report.
+	stdout := mustRun(t, "build", "--docs", gloveDocs, "--train", "kmeans", "--nlist", "32", "--m", "10", "--train-size", "4000", "--niter", "10", "-o", out,
 		"--compare", "--eval-queries", gloveQ, "--eval-k", "10", "--eval-nprobe", "1,8", "--eval-min-time", "0", "--eval-no-cache", "--eval-json", js)
 	rep := readReport(t, js)
 	if len(rep.Indexes) != 2 || rep.Indexes[1].Path != filepath.Join(dir, "ours-faiss.faiss") || rep.Indexes[1].M != 10 || rep.Indexes[1].Nlist != 32 {

@@ -72,11 +72,26 @@ func TestTrainAddMergeEqualsBuild(t *testing.T) {
 			{"kmeans-ivfpqfs-hnsw", []string{"--train", "kmeans", "--index", "ivfpqfs", "--m", mfs, "--quantizer", "hnsw"}, true},
 			{"kmeans-ivfpq", []string{"--train", "kmeans", "--m", m}, false},
 			{"kmeans-ivfflat", []string{"--train", "kmeans", "--index", "ivfflat", "--metric", "l2"}, false},
-			{"distill-ivfpq", []string{"--m", m, "--pseudo-queries", "2000", "--epochs", "2"}, false},
+			{"distill-ivfpq", []string{"--m", m, "--pseudo-queries", "300", "--epochs", "1"}, false},
 		} {
+			// siftsmall's shards start off build's encoding blocks (see
+			// writeShards), the one path the embedded set's aligned shards
+			// do not take; the trainers and kinds are the same code on
+			// either set, so siftsmall runs one case of them.
+			if ds.name == "siftsmall" && c.name != "kmeans-ivfpq" {
+				continue
+			}
 			t.Run(ds.name+"/"+c.name, func(t *testing.T) {
 				args := c.args
 				common := append([]string{"--nlist", "64", "--seed", "3"}, args...)
+				if ds.name == "glove20k" {
+					// Byte equality of two paths: a small sample and few
+					// k-means iterations are enough. Not on siftsmall:
+					// its shards start off the encoding blocks, where a
+					// document at a tie of two lists may take the other
+					// one, and this training puts one there.
+					common = append(common, "--train-size", "6000", "--niter", "10")
+				}
 				whole := filepath.Join(dir, c.name+"-whole.faiss")
 				mustRun(t, append([]string{"build", "--docs", ds.docs, "-o", whole}, common...)...)
 				trained := filepath.Join(dir, c.name+"-trained.faiss")

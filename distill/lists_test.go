@@ -42,7 +42,9 @@ func TestChooseListsPrefersBetterLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DistillConfig{ValNprobe: 2, TopK: 10}
+	// Training queries given: the held-out comparison decides, not the
+	// pseudo-queries-only rule.
+	cfg := DistillConfig{Queries: queries, ValNprobe: 2, TopK: 10}
 	val := make([]int, 200)
 	for i := range val {
 		val[i] = i

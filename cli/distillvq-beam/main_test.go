@@ -64,7 +64,8 @@ func shards(t *testing.T) string {
 func TestRunnerPrismEqualsBuild(t *testing.T) {
 	docs := shards(t)
 	dir := t.TempDir()
-	args := []string{"build", "--docs", docs, "--nlist", "64", "--m", "20", "--pseudo-queries", "2000", "--epochs", "2"}
+	// Equality of two builds: 10 k-means iterations, one short epoch.
+	args := []string{"build", "--docs", docs, "--nlist", "64", "--m", "20", "--pseudo-queries", "300", "--epochs", "1", "--niter", "10"}
 	plain, beam, rep := filepath.Join(dir, "plain.faiss"), filepath.Join(dir, "beam.faiss"), filepath.Join(dir, "r.json")
 	if out, err := exec.Command(bin, append(args, "-o", plain)...).CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

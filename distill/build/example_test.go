@@ -52,7 +52,9 @@ func Example_opq() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	opts := build.Options{OPQ: true, Train: build.KMeans, Nlist: 32, M: 10, Nbits: 6}
+	// FAISS's OPQ training costs in proportion to its sample: TrainSize
+	// caps it (and the k-means sample) at 2,048 of the 4,000 documents.
+	opts := build.Options{OPQ: true, Train: build.KMeans, Nlist: 32, M: 10, Nbits: 6, TrainSize: 2048}
 	index, _, err := build.Run(ctx, faissio.MatrixSource(docs), opts)
 	if err != nil {
 		log.Fatal(err)

@@ -70,7 +70,8 @@ const (
 	// AutoLists (the default) keeps whichever of TrainLists and
 	// NearestLists validates better: the one whose smallest gain in
 	// held-out R10@10 over the k-means start, at nprobe 1, 2, 4, ... up to
-	// 4 x nlist/16, is the larger. Without held-out queries, or with a
+	// 4 x nlist/16, is the larger; with pseudo-queries only (no training
+	// queries) the nearest lists. Without held-out queries, or with a
 	// learned rotation, it keeps the training-time lists.
 	AutoLists ExportLists = iota
 	// TrainLists keeps each document in the list it had during training

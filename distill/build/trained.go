@@ -31,8 +31,9 @@ type Trained struct {
 	Layout
 	HNSW *faissio.HNSW
 	// held maps the id of each document the distillation learned from to
-	// its training-time list (ExportLists TrainLists); Add files those
-	// documents there and every other one in its nearest list.
+	// its training-time list (ExportLists TrainLists, or AutoLists when they
+	// won); Add files those documents there and every other one in its
+	// nearest list.
 	held map[int64]int32
 }
 
