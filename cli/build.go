@@ -555,9 +555,13 @@ func printBuildReport(e *env, r *buildReport) {
 	fmt.Fprintf(e.stdout, "trainer %s: read %.2fs, train %.2fs, add %.2fs, write %.2fs\n",
 		r.Train, r.Read.Seconds(), r.Fit.Seconds(), r.Add.Seconds(), r.Write.Seconds())
 	if c := r.Lists; c != nil && c.Chosen != "same" {
-		tr, nr := c.Means()
+		tr, nr, _ := c.Means()
 		fmt.Fprintf(e.stdout, "lists: %s (held-out R10@10 over nprobe %d-%d: mean %.4f with the nearest lists, %.4f with the training-time ones)\n",
 			c.Chosen, c.Nprobe[0], c.Nprobe[len(c.Nprobe)-1], nr, tr)
+	}
+	if c := r.Lists; c != nil && c.Encoding != "" {
+		_, _, w := c.Means()
+		fmt.Fprintf(e.stdout, "codes: %s (held-out R10@10 mean %.4f with the query-weighted encoding)\n", c.Encoding, w)
 	}
 	if r.Resumed != "" {
 		fmt.Fprintf(e.stdout, "resumed: %s taken from the checkpoint\n", r.Resumed)

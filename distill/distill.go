@@ -230,6 +230,10 @@ type trainer struct {
 	ivfW    float64
 	members [][]int32 // documents of each list
 	fresh   bool      // codes match the current parameters
+	// passes are the query-weighted sweeps of each refresh: 0 in
+	// training, the export's number when the list choice measures the
+	// weighted encoding.
+	passes int
 	// rot is the rotation being learned, nil when there is none: docs and
 	// queries are then in their own space and the parameters in R's.
 	rot *rotationLearner
@@ -575,6 +579,9 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 		if err != nil {
 			return nil, nil, err
 		}
+		if c.Encoding == "codeword" {
+			m.EncodeWeight = nil
+		}
 		cfg.ChooseLists(c)
 	}
 	return m, curve, nil
@@ -658,7 +665,7 @@ func (t *trainer) refreshCodes(ctx context.Context) error {
 		rot = t.rot.R
 	}
 	var err error
-	phase(ctx, "re-encode", func() { err = t.model.encodeRotated(ctx, t.docs, rot, lists, t.codes, 0) })
+	phase(ctx, "re-encode", func() { err = t.model.encodeRotated(ctx, t.docs, rot, lists, t.codes, t.passes) })
 	if err != nil {
 		t.fresh = false
 		return err

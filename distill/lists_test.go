@@ -62,7 +62,7 @@ func TestChooseListsPrefersBetterLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, nr := c.Means()
+	tr, nr, _ := c.Means()
 	if c.Chosen != "nearest" || !slices.Equal(c.Lists, nearest) || nr <= tr {
 		t.Errorf("scrambled lists: chose %s, mean recall nearest %.4f, scrambled %.4f", c.Chosen, nr, tr)
 	}
