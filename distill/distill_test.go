@@ -60,25 +60,9 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 					g := &workerGrad{gO: make([]float64, len(tr.model.Centroids)), gC: make([]float64, len(tr.model.Codebooks))}
 					g.reset()
 					tr.queryGrad(q, cands, g)
-					check := func(name string, p []float32, analytic func(i int) float64) {
-						for i := range p {
-							old := p[i]
-							const h = 1e-2
-							p[i] = old + h
-							up := tr.objective(q, cands)
-							p[i] = old - h
-							down := tr.objective(q, cands)
-							p[i] = old
-							num := (up - down) / (2 * h)
-							a := analytic(i)
-							if math.Abs(num-a) > 1e-3+0.02*math.Abs(num) {
-								t.Errorf("%s[%d]: analytic %.6g, finite difference %.6g", name, i, a, num)
-								return
-							}
-						}
-					}
-					check("centroid", tr.model.Centroids, func(i int) float64 { return g.gO[i] + tr.ivfW*g.gOivf[i] })
-					check("codeword", tr.model.Codebooks, func(i int) float64 { return g.gC[i] })
+					obj := func() float64 { return tr.objective(q, cands) }
+					checkFiniteDifferences(t, "centroid", tr.model.Centroids, obj, func(i int) float64 { return g.gO[i] + tr.ivfW*g.gOivf[i] }, 1e-3)
+					checkFiniteDifferences(t, "codeword", tr.model.Codebooks, obj, func(i int) float64 { return g.gC[i] }, 1e-3)
 				})
 			}
 		}
@@ -110,24 +94,31 @@ func TestRotationGradientMatchesFiniteDifferences(t *testing.T) {
 					if norm == 0 {
 						t.Fatal("the rotation's gradient is zero")
 					}
-					R := tr.rot.R
-					for i := range R {
-						old := R[i]
-						const h = 1e-2
-						R[i] = old + h
-						up := tr.objective(q, cands)
-						R[i] = old - h
-						down := tr.objective(q, cands)
-						R[i] = old
-						num := (up - down) / (2 * h)
-						a := g.gR[i] + tr.ivfW*g.gRivf[i]
-						if math.Abs(num-a) > 1e-3*norm+0.02*math.Abs(num) {
-							t.Errorf("rotation[%d]: analytic %.6g, finite difference %.6g", i, a, num)
-							return
-						}
-					}
+					checkFiniteDifferences(t, "rotation", tr.rot.R, func() float64 { return tr.objective(q, cands) },
+						func(i int) float64 { return g.gR[i] + tr.ivfW*g.gRivf[i] }, 1e-3*norm)
 				})
 			}
+		}
+	}
+}
+
+// checkFiniteDifferences compares analytic(i), the gradient of objective
+// in p[i], with its central difference, within abs + 2% of it; it reports
+// the first entry that differs.
+func checkFiniteDifferences(t *testing.T, name string, p []float32, objective func() float64, analytic func(i int) float64, abs float64) {
+	t.Helper()
+	for i := range p {
+		old := p[i]
+		const h = 1e-2
+		p[i] = old + h
+		up := objective()
+		p[i] = old - h
+		down := objective()
+		p[i] = old
+		num := (up - down) / (2 * h)
+		if a := analytic(i); math.Abs(num-a) > abs+0.02*math.Abs(num) {
+			t.Errorf("%s[%d]: analytic %.6g, finite difference %.6g", name, i, a, num)
+			return
 		}
 	}
 }

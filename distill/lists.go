@@ -94,21 +94,13 @@ func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faiss
 	trs := []*trainer{newTrainer(t.cfg, t.docs, init, lists), newTrainer(t.cfg, t.docs, m, lists), newTrainer(t.cfg, t.docs, m, nearest)}
 	out := []*[]float64{&c.Start, &c.Train, &c.Nearest}
 	for i, tr := range trs {
-		if err := tr.refreshCodes(ctx); err != nil {
+		var err error
+		if *out[i], err = tr.recallAt(ctx, c.Nprobe, queries, val, teacher, exclude); err != nil {
 			return nil, err
-		}
-		for _, p := range c.Nprobe {
-			tr.cfg.ValNprobe = p
-			r, err := tr.valRecall(ctx, queries, val, teacher, exclude)
-			if err != nil {
-				return nil, err
-			}
-			*out[i] = append(*out[i], r)
 		}
 	}
 	c.Chosen = "train"
-	gt, gn := minGain(c.Train, c.Start), minGain(c.Nearest, c.Start)
-	if t.cfg.Queries.Rows == 0 || gn > gt || gn == gt && mean(c.Nearest) > mean(c.Train) {
+	if t.cfg.Queries.Rows == 0 || better(c.Nearest, c.Train, c.Start) {
 		c.Chosen, c.Lists = "nearest", slices.Clone(nearest)
 	}
 	if m.EncodeWeight == nil {
@@ -122,22 +114,38 @@ func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faiss
 		chosen, plain = trs[2], c.Nearest
 	}
 	chosen.passes = weightedPasses
-	if err := chosen.refreshCodes(ctx); err != nil {
+	if c.Weighted, err = chosen.recallAt(ctx, c.Nprobe, queries, val, teacher, exclude); err != nil {
 		return nil, err
 	}
-	for _, p := range c.Nprobe {
-		chosen.cfg.ValNprobe = p
-		r, err := chosen.valRecall(ctx, queries, val, teacher, exclude)
-		if err != nil {
-			return nil, err
-		}
-		c.Weighted = append(c.Weighted, r)
-	}
 	c.Encoding = "weighted"
-	if gw, gp := minGain(c.Weighted, c.Start), minGain(plain, c.Start); gp > gw || gp == gw && mean(plain) > mean(c.Weighted) {
+	if better(plain, c.Weighted, c.Start) {
 		c.Encoding = "codeword"
 	}
 	return c, nil
+}
+
+// recallAt re-encodes t's documents and measures held-out recall at each
+// of nprobes.
+func (t *trainer) recallAt(ctx context.Context, nprobes []int, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) ([]float64, error) {
+	if err := t.refreshCodes(ctx); err != nil {
+		return nil, err
+	}
+	rs := make([]float64, len(nprobes))
+	for i, p := range nprobes {
+		t.cfg.ValNprobe = p
+		var err error
+		if rs[i], err = t.valRecall(ctx, queries, val, teacher, exclude); err != nil {
+			return nil, err
+		}
+	}
+	return rs, nil
+}
+
+// better reports whether a's smallest gain over base beats b's, or ties
+// it with the larger mean.
+func better(a, b, base []float64) bool {
+	ga, gb := minGain(a, base), minGain(b, base)
+	return ga > gb || ga == gb && mean(a) > mean(b)
 }
 
 // minGain is the smallest r[i] - base[i].
