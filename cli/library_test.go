@@ -51,7 +51,7 @@ func TestLibraryErrorsAreTheCLIs(t *testing.T) {
 	}
 	// Enums out of range, which only a program can pass, name the option
 	// and its choices as the command's parse errors do.
-	for _, o := range []build.Options{{Index: 7}, {Train: -1}, {ExportLists: 2}} {
+	for _, o := range []build.Options{{Index: 7}, {Train: -1}, {ExportLists: 3}} {
 		if _, _, err := build.Run(context.Background(), docs, o); err == nil || !strings.Contains(err.Error(), ": want ") {
 			t.Errorf("%+v: %v", o, err)
 		}
