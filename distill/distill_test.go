@@ -151,7 +151,7 @@ func TestCayleyStepKeepsRotationOrthonormal(t *testing.T) {
 		}
 		r.step(g, 1)
 	}
-	if e := RotationError(r.R, d); e > 1e-5 {
+	if e := faissio.OrthonormalityError(r.R, d); e > 1e-5 {
 		t.Errorf("after 300 Cayley steps max |RRᵀ-I| = %.3g", e)
 	}
 	var moved float64
@@ -196,18 +196,7 @@ func TestLossGradientsAreExact(t *testing.T) {
 // distillation from k-means must not lower, and should raise, the held-out
 // recall of an IVFPQ index on the embedded GloVe set.
 func TestDistillImprovesRecallOnGloVe(t *testing.T) {
-	docs, err := faissio.ReadVectors("../testdata/glove20k/docs.npy")
-	if err != nil {
-		t.Fatal(err) // a committed fixture: failing to load it is a failure
-	}
-	queries, err := faissio.ReadVectors("../testdata/glove20k/train-queries.npy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eval, err := faissio.ReadVectors("../testdata/glove20k/queries.npy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs, queries, eval := glove20k(t, "docs"), glove20k(t, "train-queries"), glove20k(t, "queries")
 	cfg := Config{Metric: faissio.InnerProduct, Nlist: 64, M: 10, Nbits: 8, Seed: 1}
 	if testing.Short() || os.Getenv("CI_FAST") != "" {
 		cfg.Niter = 10
@@ -238,18 +227,7 @@ func TestDistillImprovesRecallOnGloVe(t *testing.T) {
 // stay orthonormal (max |RRᵀ-I| < 1e-4), move, and not lose recall at
 // nprobe 4 against the same distillation with the rotation frozen.
 func TestDistillLearnsRotation(t *testing.T) {
-	docs, err := faissio.ReadVectors("../testdata/glove20k/docs.npy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	queries, err := faissio.ReadVectors("../testdata/glove20k/train-queries.npy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	eval, err := faissio.ReadVectors("../testdata/glove20k/queries.npy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs, queries, eval := glove20k(t, "docs"), glove20k(t, "train-queries"), glove20k(t, "queries")
 	docs = docs.Slice(0, 10000)
 	init, err := TrainKMeans(context.Background(), docs, Config{Metric: faissio.InnerProduct, Nlist: 32, M: 10, Nbits: 8, Seed: 1, Niter: 10})
 	if err != nil {
@@ -271,7 +249,7 @@ func TestDistillLearnsRotation(t *testing.T) {
 	if len(R) != d*d {
 		t.Fatalf("the model carries %d rotation values, want %d", len(R), d*d)
 	}
-	if e := RotationError(R, d); e > 1e-4 {
+	if e := faissio.OrthonormalityError(R, d); e > 1e-4 {
 		t.Errorf("learned rotation: max |RRᵀ-I| = %.3g", e)
 	}
 	var moved float64

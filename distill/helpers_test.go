@@ -2,6 +2,7 @@ package distill
 
 import (
 	"context"
+	"testing"
 
 	"github.com/distillvq/distillvq/faissio"
 )
@@ -31,4 +32,15 @@ func exactTopK(docs, queries faissio.Matrix, k int, metric faissio.Metric, exclu
 // valRecallNoCtx is valRecall without a deadline.
 func (t *trainer) valRecallNoCtx(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) float64 {
 	return must(t.valRecall(context.Background(), queries, val, teacher, exclude))
+}
+
+// glove20k reads a file of the committed GloVe fixture (docs,
+// train-queries or queries); failing to load it is a failure.
+func glove20k(t *testing.T, name string) faissio.Matrix {
+	t.Helper()
+	m, err := faissio.ReadVectors("../testdata/glove20k/" + name + ".npy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -29,15 +29,9 @@ func TestChoiceNprobes(t *testing.T) {
 // probed: the nearest lists must win against scrambled ones, and lists that
 // are already the nearest ones are reported as the same.
 func TestChooseListsPrefersBetterLists(t *testing.T) {
-	all, err := faissio.ReadVectors("../testdata/glove20k/docs.npy")
-	if err != nil {
-		t.Fatal(err) // a committed fixture
-	}
+	all := glove20k(t, "docs")
 	docs := faissio.Matrix{Rows: 3000, Cols: all.Cols, Data: all.Data[:3000*all.Cols]}
-	queries, err := faissio.ReadVectors("../testdata/glove20k/queries.npy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	queries := glove20k(t, "queries")
 	m, err := TrainKMeans(context.Background(), docs, Config{Metric: faissio.InnerProduct, Nlist: 32, M: 10, Nbits: 6, Seed: 1, Niter: 8})
 	if err != nil {
 		t.Fatal(err)

@@ -137,22 +137,3 @@ func rotateRows(R, x []float32, n, d int, out []float32) {
 // at once; encodeIndices's blocks are the same size, so each is rotated by
 // one product.
 const rotationBlock = 4096
-
-// RotationError is max |R Rᵀ - I| over the entries of a D×D matrix: 0 for
-// an orthonormal one.
-func RotationError(R []float32, d int) float64 {
-	var worst float64
-	for i := range d {
-		for j := range d {
-			var s float64
-			for k := range d {
-				s += float64(R[i*d+k]) * float64(R[j*d+k])
-			}
-			if i == j {
-				s--
-			}
-			worst = math.Max(worst, math.Abs(s))
-		}
-	}
-	return worst
-}
