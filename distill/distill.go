@@ -564,9 +564,7 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 			}
 		}
 	}
-	// With a learned rotation the lists stay the training-time ones: the
-	// comparison's trainers would need the rotation's state too.
-	if cfg.ChooseLists != nil && len(val) > 0 && m.Nlist > 1 && t.rot == nil {
+	if cfg.ChooseLists != nil && len(val) > 0 && m.Nlist > 1 {
 		if teacher == nil { // resumed after the last epoch
 			var err error
 			if teacher, err = ExactTopK(ctx, docs, queries, cfg.TopK, t.metric, exclude); err != nil {

@@ -70,7 +70,22 @@ func choiceNprobes(valNprobe, nlist int) []int {
 // found the nearest lists better at every nprobe; on siftsmall the nearest
 // lists were better or equal too.
 func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (*ListChoice, error) {
-	nearest, err := m.Assign(ctx, t.docs)
+	// With a learned rotation, lists and codes live in its space: the
+	// nearest lists are those of the documents it rotates, and each
+	// trainer below rotates its queries by its model's rotation (the
+	// starting one by the rotation distillation began from).
+	space := t.docs
+	var startRot, endRot *rotationLearner
+	if t.rot != nil {
+		space = faissio.Matrix{Rows: t.docs.Rows, Cols: t.docs.Cols, Data: make([]float32, len(t.docs.Data))}
+		rotateRows(m.Rotation, t.docs.Data, t.docs.Rows, t.docs.Cols, space.Data)
+		startRot = &rotationLearner{d: t.d, R: t.cfg.Rotation}
+		if startRot.R == nil {
+			startRot = newRotationLearner(nil, t.d, 0)
+		}
+		endRot = &rotationLearner{d: t.d, R: m.Rotation}
+	}
+	nearest, err := m.Assign(ctx, space)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +107,9 @@ func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faiss
 	}
 	// Three trainers that only validate: t's codes are left as they were.
 	trs := []*trainer{newTrainer(t.cfg, t.docs, init, lists), newTrainer(t.cfg, t.docs, m, lists), newTrainer(t.cfg, t.docs, m, nearest)}
+	if t.rot != nil {
+		trs[0].rot, trs[1].rot, trs[2].rot = startRot, endRot, endRot
+	}
 	out := []*[]float64{&c.Start, &c.Train, &c.Nearest}
 	for i, tr := range trs {
 		var err error

@@ -2,6 +2,7 @@ package distill
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -69,5 +70,69 @@ func TestChooseListsPrefersBetterLists(t *testing.T) {
 	}
 	if c.Chosen != "same" || c.Lists != nil || c.NearestWins() {
 		t.Errorf("nearest lists: chose %s", c.Chosen)
+	}
+}
+
+// With a learned rotation the choice works in the rotation's space: a
+// trainer that rotates the documents and queries itself must measure what
+// one given the rotated documents and queries measures (to rounding), and
+// choose alike. A choice that assigned or scored unrotated vectors against
+// centroids of the rotated space would find next to nothing.
+func TestChooseListsInRotatedSpace(t *testing.T) {
+	all := glove20k(t, "docs")
+	docs := faissio.Matrix{Rows: 3000, Cols: all.Cols, Data: all.Data[:3000*all.Cols]}
+	queries := glove20k(t, "queries")
+	d := docs.Cols
+	R := randomRotation(d, 7)
+	rotate := func(x faissio.Matrix) faissio.Matrix {
+		y := faissio.Matrix{Rows: x.Rows, Cols: d, Data: make([]float32, len(x.Data))}
+		rotateRows(R, x.Data, x.Rows, d, y.Data)
+		return y
+	}
+	rdocs, rqueries := rotate(docs), rotate(queries)
+	m, err := TrainKMeans(context.Background(), rdocs, Config{Metric: faissio.InnerProduct, Nlist: 32, M: 10, Nbits: 6, Seed: 1, Niter: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]int, 200)
+	for i := range val {
+		val[i] = i
+	}
+	teacher := exactTopK(rdocs, rqueries, 10, faissio.InnerProduct, nil)
+	scrambled := assign(m, rdocs)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range scrambled {
+		if i%3 == 0 {
+			scrambled[i] = int64(rng.IntN(m.Nlist))
+		}
+	}
+	cfg := DistillConfig{Queries: queries, ValNprobe: 2, TopK: 10, Rotation: R, LearnRotation: true}
+	rm := *m
+	rm.Rotation = R
+	tr := newTrainer(cfg, docs, &rm, scrambled)
+	tr.rot = newRotationLearner(R, d, 0)
+	got, err := tr.chooseLists(context.Background(), m, &rm, queries, val, teacher, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Queries, cfg.Rotation, cfg.LearnRotation = rqueries, nil, false
+	want, err := newTrainer(cfg, rdocs, m, scrambled).chooseLists(context.Background(), m, m, rqueries, val, teacher, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close := func(a, b []float64) bool {
+		for i := range a {
+			if math.Abs(a[i]-b[i]) > .01 {
+				return false
+			}
+		}
+		return len(a) == len(b)
+	}
+	if got.Chosen != want.Chosen || !close(got.Start, want.Start) || !close(got.Train, want.Train) || !close(got.Nearest, want.Nearest) {
+		t.Errorf("rotating itself: %s, start %v, train %v, nearest %v\nrotated given: %s, start %v, train %v, nearest %v",
+			got.Chosen, got.Start, got.Train, got.Nearest, want.Chosen, want.Start, want.Train, want.Nearest)
+	}
+	if want.Chosen != "nearest" || want.Nearest[0] < .3 {
+		t.Errorf("rotated given: chose %s with nearest lists' recall %v", want.Chosen, want.Nearest)
 	}
 }
