@@ -32,6 +32,11 @@ type ListChoice struct {
 	// training-time lists did (or when every document's nearest list is
 	// its training-time one).
 	Lists []int64 `json:"-"`
+	// Codes are the documents' codes in the chosen lists with the chosen
+	// encoding, as Model.Encode packs them, in document order: the
+	// measurement encoded them already, so the export need not. Nil when
+	// nothing was measured (Chosen "same").
+	Codes []byte `json:"-"`
 }
 
 // NearestWins reports whether the nearest lists were chosen.
@@ -118,26 +123,31 @@ func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faiss
 		}
 	}
 	c.Chosen = "train"
+	chosen, plain := trs[1], c.Train
 	if t.cfg.Queries.Rows == 0 || better(c.Nearest, c.Train, c.Start) {
 		c.Chosen, c.Lists = "nearest", slices.Clone(nearest)
-	}
-	if m.EncodeWeight == nil {
-		return c, nil
-	}
-	// The export's weighted encoding, which training never validates: on
-	// a 30k x 512 synthetic set it cost .03-.05 R10@10 at nprobe 4-16
-	// against the nearest codeword (.430 / .464 against .466 / .514).
-	chosen, plain := trs[1], c.Train
-	if c.Lists != nil {
 		chosen, plain = trs[2], c.Nearest
 	}
-	chosen.passes = weightedPasses
-	if c.Weighted, err = chosen.recallAt(ctx, c.Nprobe, queries, val, teacher, exclude); err != nil {
-		return nil, err
+	codes := chosen.codes
+	if m.EncodeWeight != nil {
+		// The export's weighted encoding, which training never
+		// validates: on a 30k x 512 synthetic set it cost .03-.05 R10@10
+		// at nprobe 4-16 against the nearest codeword (.430 / .464
+		// against .466 / .514).
+		codes = slices.Clone(codes)
+		chosen.passes = weightedPasses
+		if c.Weighted, err = chosen.recallAt(ctx, c.Nprobe, queries, val, teacher, exclude); err != nil {
+			return nil, err
+		}
+		c.Encoding = "weighted"
+		if better(plain, c.Weighted, c.Start) {
+			c.Encoding = "codeword"
+		} else {
+			codes = chosen.codes
+		}
 	}
-	c.Encoding = "weighted"
-	if better(plain, c.Weighted, c.Start) {
-		c.Encoding = "codeword"
+	if m.M > 0 {
+		c.Codes = m.pack(codes)
 	}
 	return c, nil
 }

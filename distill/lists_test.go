@@ -136,3 +136,57 @@ func TestChooseListsInRotatedSpace(t *testing.T) {
 		t.Errorf("rotated given: chose %s with nearest lists' recall %v", want.Chosen, want.Nearest)
 	}
 }
+
+// The codes a list choice hands the export are the ones the export would
+// compute: Model.Encode of the documents (rotated, under a learned
+// rotation) in the chosen lists, byte for byte, 8-bit and packed 6-bit.
+func TestListChoiceCodesAreTheExports(t *testing.T) {
+	all := glove20k(t, "docs")
+	docs := faissio.Matrix{Rows: 4000, Cols: all.Cols, Data: all.Data[:4000*all.Cols]}
+	queries := glove20k(t, "train-queries")
+	queries = faissio.Matrix{Rows: 1500, Cols: queries.Cols, Data: queries.Data[:1500*queries.Cols]}
+	// Seeds and temperatures picked so that each list and each encoding
+	// is chosen at least once.
+	seen := map[string]bool{}
+	for _, c := range []struct {
+		nbits int
+		learn bool
+		seed  uint64
+		temp  float64
+	}{{8, false, 1, .8}, {6, false, 2, .6}, {8, true, 5, .8}, {8, true, 1, .8}} {
+		init, err := TrainKMeans(context.Background(), docs, Config{Metric: faissio.InnerProduct, Nlist: 32, M: 10, Nbits: c.nbits, Seed: 1, Niter: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists := assign(init, docs)
+		var choice *ListChoice
+		cfg := DistillConfig{Queries: queries, Epochs: 1, PseudoQueries: -1, TopK: 50, InBatch: 50, Seed: c.seed,
+			LearnRotation: c.learn, Temperature: c.temp, ChooseLists: func(lc *ListChoice) { choice = lc }}
+		m, _, err := Distill(context.Background(), docs, init, lists, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if choice == nil || choice.Codes == nil {
+			t.Fatalf("%+v: no codes chosen: %+v", c, choice)
+		}
+		x := docs
+		if c.learn {
+			x = faissio.Matrix{Rows: docs.Rows, Cols: docs.Cols, Data: make([]float32, len(docs.Data))}
+			rotateRows(m.Rotation, docs.Data, docs.Rows, docs.Cols, x.Data)
+		}
+		if choice.NearestWins() {
+			lists = choice.Lists
+		}
+		want, err := m.Encode(context.Background(), x, lists)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[choice.Chosen], seen[choice.Encoding] = true, true
+		if !slices.Equal(choice.Codes, want) {
+			t.Errorf("%+v (%s lists, %s codes): the choice's codes are not the export's", c, choice.Chosen, choice.Encoding)
+		}
+	}
+	if len(seen) != 4 {
+		t.Errorf("chosen: %v, want train and nearest lists, weighted and codeword codes", seen)
+	}
+}

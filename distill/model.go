@@ -113,30 +113,33 @@ func (m *Model) Encode(ctx context.Context, x faissio.Matrix, lists []int64) ([]
 	if len(lists) != x.Rows {
 		return nil, fmt.Errorf("encode: %d lists for %d rows", len(lists), x.Rows)
 	}
-	cs := m.CodeSize()
-	codes := make([]byte, x.Rows*cs)
 	if m.M == 0 {
+		codes := make([]byte, x.Rows*m.CodeSize())
 		for i, v := range x.Data {
 			binary.LittleEndian.PutUint32(codes[4*i:], math.Float32bits(v))
 		}
 		return codes, ctx.Err()
 	}
-	idx := codes // with 8 bits the indices are the codes
-	if m.Nbits != 8 {
-		idx = make([]uint8, x.Rows*m.M)
-	}
+	idx := make([]uint8, x.Rows*m.M) // with 8 bits the indices are the codes
 	var err error
 	phase(ctx, "encode", func() { err = m.encodeIndices(ctx, x, lists, idx, weightedPasses) })
 	if err != nil {
 		return nil, err
 	}
+	return m.pack(idx), nil
+}
+
+// pack returns the FAISS codes of codeword indices idx, M per row.
+func (m *Model) pack(idx []uint8) []byte {
 	if m.Nbits == 8 {
-		return codes, nil
+		return idx
 	}
-	for i := 0; i < x.Rows; i++ {
+	cs, n := m.CodeSize(), len(idx)/m.M
+	codes := make([]byte, n*cs)
+	for i := range n {
 		packCode(codes[i*cs:(i+1)*cs], idx[i*m.M:(i+1)*m.M], m.Nbits)
 	}
-	return codes, nil
+	return codes
 }
 
 // encodeIndices writes the M codeword indices of each row's residual into

@@ -519,7 +519,14 @@ func (j *job) encode(ctx context.Context, tr *Trained) (*faissio.IVFParams, erro
 	var lists []int64
 	var codes []byte
 	var err error
-	switch {
+	switch c := j.rep.Lists; {
+	case c != nil && c.Codes != nil:
+		// The export choice encoded every document in the lists it chose.
+		lists, codes = j.lists, c.Codes
+		if c.NearestWins() {
+			lists = c.Lists
+		}
+		j.progress("encode", docs.Rows, docs.Rows)
 	case j.lists != nil:
 		j.progress("encode", 0, docs.Rows)
 		lists = j.lists
