@@ -316,7 +316,8 @@ func Deserialize(b []byte) (*Index, error) {
 }
 
 // TrainOPQ trains FAISS's OPQ rotation for M sub-quantizers on the rows of
-// x with OPQMatrix(d, M)'s defaults (50 iterations alternating 8-bit PQ
+// x with OPQMatrix(d, M)'s defaults but for niter, its iterations when
+// above 0 (FAISS's default is 50 iterations alternating 8-bit PQ
 // training, 40 k-means iterations the first time and 4 after, with a
 // rotation fitted by SVD; at most 65536 training vectors) and returns the
 // d×d matrix A of y = A x, row-major, exactly as FAISS stores it in
@@ -329,7 +330,7 @@ func Deserialize(b []byte) (*Index, error) {
 // FAISS's default rotation exactly. What Seed cannot fix is LAPACK and
 // BLAS's rounding, which may vary with the number of threads (SetThreads):
 // FAISS's own notes find sgeqrf and sgesvd bit-exact only single-threaded.
-func TrainOPQ(x faissio.Matrix, M int, seed int) ([]float32, error) {
+func TrainOPQ(x faissio.Matrix, M, seed, niter int) ([]float32, error) {
 	d := x.Cols
 	err := func() error {
 		if d < 1 || d > math.MaxInt32 {
@@ -344,6 +345,9 @@ func TrainOPQ(x faissio.Matrix, M int, seed int) ([]float32, error) {
 		if seed < math.MinInt32 || seed > math.MaxInt32 {
 			return fmt.Errorf("seed %d out of range", seed)
 		}
+		if niter < 0 || niter > math.MaxInt32 {
+			return fmt.Errorf("%d iterations", niter)
+		}
 		if x.Rows < 1 {
 			return errors.New("no training vectors")
 		}
@@ -353,7 +357,7 @@ func TrainOPQ(x faissio.Matrix, M int, seed int) ([]float32, error) {
 		return nil, fmt.Errorf("faiss: train OPQ: %w", err)
 	}
 	a := make([]float32, d*d)
-	msg := C.dvq_train_opq(C.int32_t(d), C.int32_t(M), C.int32_t(seed),
+	msg := C.dvq_train_opq(C.int32_t(d), C.int32_t(M), C.int32_t(seed), C.int32_t(niter),
 		C.int64_t(x.Rows), (*C.float)(ptr(x.Data)), (*C.float)(ptr(a)))
 	if err := cError(msg, "train OPQ"); err != nil {
 		return nil, err

@@ -951,7 +951,7 @@ func TestTrainOPQ(t *testing.T) {
 
 	// Seed 1234 is FAISS's own training (which TestTrainFAISSOPQMatchesPython
 	// checks against index_factory's), and the same run gives the same A.
-	a, err := TrainOPQ(opqTrain(base), 16, 1234)
+	a, err := TrainOPQ(opqTrain(base), 16, 1234, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -967,14 +967,18 @@ func TestTrainOPQ(t *testing.T) {
 
 	// The seed reaches the training; a small problem keeps this quick.
 	small := faissio.Matrix{Rows: 2500, Cols: 16, Data: randSlice(rand.New(rand.NewSource(5)), 2500*16)}
-	var rots [2][]float32
-	for i, seed := range []int{7, 8} {
-		if rots[i], err = TrainOPQ(small, 2, seed); err != nil {
+	var rots [3][]float32
+	for i, c := range []struct{ seed, niter int }{{7, 0}, {8, 0}, {7, 2}} {
+		if rots[i], err = TrainOPQ(small, 2, c.seed, c.niter); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if slices.Equal(rots[0], rots[1]) {
 		t.Error("another seed gives the same rotation")
+	}
+	// So do the iterations.
+	if slices.Equal(rots[0], rots[2]) {
+		t.Error("2 iterations give the rotation of 50")
 	}
 
 	// ApplyRotation is the product FAISS's IndexPreTransform computes:
@@ -1101,9 +1105,11 @@ save('bias', ix)
 
 func TestOPQErrors(t *testing.T) {
 	x := faissio.Matrix{Rows: 300, Cols: 8, Data: randSlice(rand.New(rand.NewSource(4)), 2400)}
-	_, err := TrainOPQ(x, 3, 1)
+	_, err := TrainOPQ(x, 3, 1, 0)
 	checkErr(t, err, "faiss: train OPQ: ", "M 3 does not divide dimension 8")
-	_, err = TrainOPQ(x.Slice(0, 100), 2, 1)
+	_, err = TrainOPQ(x, 2, 1, -1)
+	checkErr(t, err, "faiss: train OPQ: ", "-1 iterations")
+	_, err = TrainOPQ(x.Slice(0, 100), 2, 1, 0)
 	checkErr(t, err, "faiss: train OPQ: ", "Number of training points")
 	t.Log(err)
 	_, err = TrainFAISS(FAISSParams{D: 8, Metric: faissio.L2, Nlist: 2, OPQ: true}, x, x, nil)

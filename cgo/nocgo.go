@@ -51,7 +51,7 @@ func TrainFAISS(p FAISSParams, train, docs faissio.Matrix, ids []int64) (*Index,
 }
 
 // TrainOPQ needs FAISS's OPQ, so it fails without cgo.
-func TrainOPQ(x faissio.Matrix, M int, seed int) ([]float32, error) {
+func TrainOPQ(x faissio.Matrix, M, seed, niter int) ([]float32, error) {
 	return nil, fmt.Errorf("faiss: OPQ training: %w", ErrNoFAISS)
 }
 

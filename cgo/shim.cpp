@@ -266,6 +266,7 @@ std::unique_ptr<faiss::IndexPreTransform> with_transform(
 // seed 1234 the result is FAISS's default training exactly.
 void train_opq(faiss::OPQMatrix& opq, idx_t n, const float* x, int32_t seed) {
 	FAISS_THROW_IF_NOT_MSG(opq.d_in == opq.d_out, "OPQ must be square");
+	FAISS_THROW_IF_NOT_MSG(opq.niter >= 1, "OPQ needs at least one iteration");
 	size_t d = size_t(opq.d_in);
 	size_t ns = size_t(n);
 	const float* xs = faiss::fvecs_maybe_subsample(d, &ns, opq.max_train_points, x, false, seed);
@@ -569,9 +570,12 @@ char* dvq_train(int32_t d, int32_t metric, int64_t nlist, int32_t m, int32_t nbi
 	});
 }
 
-char* dvq_train_opq(int32_t d, int32_t m, int32_t seed, int64_t n, const float* x, float* a) {
+char* dvq_train_opq(int32_t d, int32_t m, int32_t seed, int32_t niter, int64_t n, const float* x, float* a) {
 	return guard([&] {
 		faiss::OPQMatrix opq(d, m);
+		if (niter > 0) {
+			opq.niter = niter;
+		}
 		train_opq(opq, n, x, seed);
 		FAISS_THROW_IF_NOT(opq.A.size() == size_t(d) * size_t(d));
 		std::memcpy(a, opq.A.data(), opq.A.size() * sizeof(float));

@@ -271,6 +271,8 @@ func TestFlatKindsRefuseSteps(t *testing.T) {
 		{[]string{"build", "--docs", gloveDocs, "--index", "pq", "--quantizer", "hnsw", "-o", out}, 2, "needs an IVF index"},
 		{[]string{"build", "--docs", gloveDocs, "--index", "pq", "--nlist", "64", "-o", out}, 2, "has no inverted lists"},
 		{[]string{"build", "--docs", gloveDocs, "--index", "ivfpq", "--quantizer", "hnsw", "--hnsw-m", "1", "-o", out}, 2, "--hnsw-m 1"},
+		{[]string{"build", "--docs", gloveDocs, "--opq-niter", "5", "-o", out}, 2, "--opq-niter is for the OPQ rotation: it needs --opq"},
+		{[]string{"build", "--docs", gloveDocs, "--opq", "--opq-niter", "-2", "-o", out}, 2, "--opq-niter -2 must be at least 1"},
 	} {
 		code, _, errs := run(t, c.args...)
 		if code != c.code || !strings.Contains(errs, c.want) || strings.Count(errs, "\n") != 1 {

@@ -158,15 +158,7 @@ func (t *trainer) recallAt(ctx context.Context, nprobes []int, queries faissio.M
 	if err := t.refreshCodes(ctx); err != nil {
 		return nil, err
 	}
-	rs := make([]float64, len(nprobes))
-	for i, p := range nprobes {
-		t.cfg.ValNprobe = p
-		var err error
-		if rs[i], err = t.valRecall(ctx, queries, val, teacher, exclude); err != nil {
-			return nil, err
-		}
-	}
-	return rs, nil
+	return t.valRecalls(ctx, nprobes, queries, val, teacher, exclude)
 }
 
 // better reports whether a's smallest gain over base beats b's, or ties

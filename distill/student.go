@@ -1,8 +1,10 @@
 package distill
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
+	"fmt"
 	"math"
 	"runtime"
 	"slices"
@@ -561,33 +563,52 @@ func (t *trainer) decode(a int, code []uint8, out []float32) {
 // does not depend on their number.
 //
 // It stops between chunks with ctx's error once ctx is cancelled.
-func (t *trainer) valRecall(ctx context.Context, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (r float64, err error) {
-	phase(ctx, "validation", func() { r, err = t.valRecallIn(ctx, queries, val, teacher, exclude) })
-	return r, err
+func (t *trainer) valRecall(ctx context.Context, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (float64, error) {
+	rs, err := t.valRecalls(ctx, []int{t.cfg.ValNprobe}, queries, val, teacher, exclude)
+	if err != nil {
+		return 0, err
+	}
+	return rs[0], nil
 }
 
-func (t *trainer) valRecallIn(ctx context.Context, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (float64, error) {
+// valRecalls is valRecall at each of nprobes (ascending) from one scan of
+// the lists: they are visited in the order of the query's scores, so that
+// the best k after the first p lists are what a search at nprobe p finds.
+func (t *trainer) valRecalls(ctx context.Context, nprobes []int, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (rs []float64, err error) {
+	phase(ctx, "validation", func() { rs, err = t.valRecallsIn(ctx, nprobes, queries, val, teacher, exclude) })
+	return rs, err
+}
+
+func (t *trainer) valRecallsIn(ctx context.Context, nprobes []int, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) ([]float64, error) {
 	const k = 10
+	if len(nprobes) == 0 || nprobes[0] < 1 || !slices.IsSorted(nprobes) {
+		return nil, fmt.Errorf("validation nprobes %v: want ascending values of at least 1", nprobes)
+	}
 	var lc listCodes
 	if t.M > 0 {
 		lc = t.listCodes()
 	}
 	nchunks := (len(val) + gradChunk - 1) / gradChunk
-	hits := make([]int, nchunks)
+	hits := make([][]int, nchunks)
 	err := eachJob(ctx, nchunks, runtime.GOMAXPROCS(0), func(int) func(int) {
 		var s chunkScratch
 		return func(c int) {
-			hits[c] = t.valChunk(queries, val[c*gradChunk:min((c+1)*gradChunk, len(val))], teacher, exclude, k, lc, &s)
+			hits[c] = make([]int, len(nprobes))
+			t.valChunk(queries, val[c*gradChunk:min((c+1)*gradChunk, len(val))], teacher, exclude, k, nprobes, lc, &s, hits[c])
 		}
 	})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var sum int
-	for _, h := range hits {
-		sum += h
+	rs := make([]float64, len(nprobes))
+	for j := range rs {
+		var sum int
+		for _, h := range hits {
+			sum += h[j]
+		}
+		rs[j] = float64(sum) / float64(len(val)*k)
 	}
-	return float64(sum) / float64(len(val)*k), nil
+	return rs, nil
 }
 
 // listCodes are the documents' PQ codes in list order: list l's members'
@@ -612,27 +633,44 @@ func (t *trainer) listCodes() listCodes {
 	return lc
 }
 
-// valChunk is the number of the teacher's top k found in the top k of the
-// model's search, summed over the queries val.
-func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32, k int, lc listCodes, s *chunkScratch) int {
+// valChunk adds to hits[j] the number of the teacher's top k found in the
+// top k of the model's search at nprobe nprobes[j] (ascending), summed
+// over the queries val.
+func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32, k int, nprobes []int, lc listCodes, s *chunkScratch, hits []int) {
 	K, d, nlist, M := teacher.K, t.d, t.nlist, t.M
 	qs := make([][]float32, len(val))
 	for i, qi := range val {
 		qs[i] = queries.Row(qi)
 	}
 	t.prepare(qs, s)
-	nprobe := min(t.cfg.ValNprobe, nlist)
+	maxProbe := min(nprobes[len(nprobes)-1], nlist)
 	nc := M * t.ksub
 	xh := make([]float32, d)
 	probe, h := &topHeap{}, &topHeap{}
-	hits := 0
+	count := func(truth []int32) int {
+		n := 0
+		for _, e := range h.s {
+			if slices.Contains(truth, e.id) {
+				n++
+			}
+		}
+		return n
+	}
 	for i, qi := range val {
 		q := s.q[i*d : (i+1)*d]
 		z := s.z[i*nlist : (i+1)*nlist]
 		probe.s = probe.s[:0]
 		for l, v := range z {
-			pushTop(probe, nprobe, entry{v, int32(l)})
+			pushTop(probe, maxProbe, entry{v, int32(l)})
 		}
+		// Best list first (the order pushTop ranks by), so that the
+		// first p lists are the ones nprobe p probes.
+		slices.SortFunc(probe.s, func(a, b entry) int {
+			if a.s != b.s {
+				return cmp.Compare(b.s, a.s)
+			}
+			return cmp.Compare(a.id, b.id)
+		})
 		var lut []float32
 		if M > 0 && t.metric != faissio.L2 {
 			lut = s.lut[i*nc : (i+1)*nc]
@@ -641,8 +679,10 @@ func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, 
 		if exclude != nil {
 			ex = exclude[qi]
 		}
+		truth := teacher.Rows[qi*K : qi*K+min(k, K)]
 		h.s = h.s[:0]
-		for _, pl := range probe.s {
+		j := 0
+		for r, pl := range probe.s {
 			l := int(pl.id)
 			var codes []uint8
 			if M > 0 {
@@ -664,15 +704,11 @@ func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, 
 				}
 				pushTop(h, k, entry{sc, doc})
 			}
-		}
-		truth := teacher.Rows[qi*K : qi*K+min(k, K)]
-		for _, e := range h.s {
-			if slices.Contains(truth, e.id) {
-				hits++
+			for ; j < len(nprobes) && min(nprobes[j], nlist) <= r+1; j++ {
+				hits[j] += count(truth)
 			}
 		}
 	}
-	return hits
 }
 
 // pushTop keeps in h the best k entries seen: higher score, then lower id,

@@ -248,6 +248,7 @@ func TestStudentGradientsMatchReference(t *testing.T) {
 // TestValRecallMatchesReference checks the look-up-table validation search
 // against decoding every document.
 func TestValRecallMatchesReference(t *testing.T) {
+	varied := false
 	for _, metric := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
 		for _, M := range []int{4, 0} {
 			tr, _, _, queries, teacher := studentProblem(metric, M, "list", "listnet")
@@ -265,7 +266,23 @@ func TestValRecallMatchesReference(t *testing.T) {
 			if math.Abs(got-want) > 2.5/float64(len(val)*10) {
 				t.Errorf("%s M=%d: recall %.4f, reference %.4f", metric, M, got, want)
 			}
+			// One scan for every nprobe finds what a search at each finds.
+			var nprobes []int
+			for p := 1; p <= tr.nlist+1; p++ {
+				nprobes = append(nprobes, p)
+			}
+			all := must(tr.valRecalls(context.Background(), nprobes, queries, val, teacher, exclude))
+			for i, p := range nprobes {
+				tr.cfg.ValNprobe = p
+				if one := tr.valRecallNoCtx(queries, val, teacher, exclude); all[i] != one {
+					t.Errorf("%s M=%d nprobe %d: %.4f in one scan of nprobes %v, %.4f alone", metric, M, p, all[i], nprobes, one)
+				}
+			}
+			varied = varied || all[0] != all[len(all)-1]
 		}
+	}
+	if !varied {
+		t.Error("recall is the same at every nprobe in every case: the nprobes are not tested")
 	}
 }
 

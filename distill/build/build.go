@@ -356,7 +356,7 @@ func (j *job) trainRotation() error {
 			sample = distill.Sample(sample, n, j.cfg.Seed)
 		}
 		var err error
-		if j.rotation, err = faiss.TrainOPQ(sample, j.cfg.M, int(j.cfg.Seed%(1<<31))); err != nil {
+		if j.rotation, err = faiss.TrainOPQ(sample, j.cfg.M, int(j.cfg.Seed%(1<<31)), j.o.OPQNiter); err != nil {
 			return err
 		}
 	}

@@ -86,6 +86,10 @@ func checkpointKey(src *faissio.Source, o Options, cfg distill.Config, qrels [][
 	}
 	dc := o.Distill
 	dc.Progress, dc.Checkpoint, dc.Resume = nil, nil, nil
+	opqNiter := 0
+	if o.OPQ {
+		opqNiter = o.OPQNiter
+	}
 	opts, err := json.Marshal(struct {
 		Index       Kind                  `json:"index"`
 		Train       Trainer               `json:"train"`
@@ -99,10 +103,11 @@ func checkpointKey(src *faissio.Source, o Options, cfg distill.Config, qrels [][
 		Seed        uint64                `json:"seed"`
 		OPQ         bool                  `json:"opq"`
 		OPQRotation OPQRotation           `json:"opq_rotation,omitempty"`
+		OPQNiter    int                   `json:"opq_niter,omitempty"`
 		TrainRows   int                   `json:"train_rows"`
 		Distill     distill.DistillConfig `json:"distill"`
 	}{o.Index, o.Train, o.ExportLists, cfg.Metric, cfg.Nlist, cfg.M, cfg.Nbits,
-		cfg.TrainSize, cfg.Niter, cfg.Seed, o.OPQ, o.OPQRotation, trainRows, dc})
+		cfg.TrainSize, cfg.Niter, cfg.Seed, o.OPQ, o.OPQRotation, opqNiter, trainRows, dc})
 	if err != nil {
 		return "", err
 	}

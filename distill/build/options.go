@@ -216,6 +216,10 @@ type Options struct {
 	// distill trainer, is learned with the centroids and codebooks.
 	OPQ         bool
 	OPQRotation OPQRotation
+	// OPQNiter is the iterations of FAISS's OPQ training; 0 means
+	// FAISS's 50 for a frozen rotation and LearnedOPQNiter for one that
+	// distillation goes on to learn.
+	OPQNiter int
 
 	// IDs are the documents' FAISS ids; nil means 0..n-1. They must be
 	// unique and non-negative.
@@ -289,6 +293,10 @@ func DefaultTrainSize(nlist, nbits int) int {
 const (
 	DefaultNbits = 8
 	DefaultNiter = 25
+	// LearnedOPQNiter is Options.OPQNiter's default for a rotation that
+	// distillation learns from FAISS's: the distillation goes on turning
+	// it, so FAISS's OPQ, the slowest step of such a build, stops early.
+	LearnedOPQNiter = 10
 	DefaultSeed  = 1234
 
 	// FlatTemperature is the distillation's default temperature for the
@@ -335,6 +343,10 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("--nbits %d: --index %v codes are 4 bits", o.Nbits, o.Index)
 	case o.OPQ && !o.Index.hasPQ():
 		return fmt.Errorf("--opq needs a PQ index (--index ivfpq, ivfpqfs, pq or pqfs)")
+	case o.OPQNiter < 0:
+		return fmt.Errorf("--opq-niter %d must be at least 1", o.OPQNiter)
+	case o.OPQNiter > 0 && !o.OPQ:
+		return fmt.Errorf("--opq-niter is for the OPQ rotation: it needs --opq")
 	case o.OPQRotation == LearnedRotation && !o.OPQ:
 		return fmt.Errorf("a learned rotation is an OPQ rotation: it needs OPQ (--opq learn)")
 	case o.OPQRotation == LearnedRotation && o.Train != Distill:
@@ -397,6 +409,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Niter == 0 {
 		o.Niter = DefaultNiter
+	}
+	if o.OPQNiter == 0 && o.OPQ {
+		o.OPQNiter = 50
+		if o.OPQRotation == LearnedRotation {
+			o.OPQNiter = LearnedOPQNiter
+		}
 	}
 	if o.Seed == 0 {
 		o.Seed = DefaultSeed
