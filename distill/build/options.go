@@ -297,7 +297,7 @@ const (
 	// distillation learns from FAISS's: the distillation goes on turning
 	// it, so FAISS's OPQ, the slowest step of such a build, stops early.
 	LearnedOPQNiter = 10
-	DefaultSeed  = 1234
+	DefaultSeed     = 1234
 
 	// FlatTemperature is the distillation's default temperature for the
 	// kinds without IVF, where only the codebooks learn: R10@10 of PQ M20
