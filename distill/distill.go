@@ -381,6 +381,7 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	if t.rot != nil {
 		bestRot = slices.Clone(t.rot.R)
 	}
+	var startCodes, bestCodes []uint8 // for the export choice, when known
 	start := time.Now()
 	step, ep0 := 0, 0
 	if resume != nil {
@@ -427,6 +428,11 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 		}
 		curve = append(curve, EpochStats{Epochs: cfg.Epochs, ValRecall: r})
 		best = r
+		if cfg.ChooseLists != nil && m.M > 0 {
+			// The export choice measures the start and the best model
+			// again: their codes are kept rather than encoded anew.
+			startCodes, bestCodes = slices.Clone(t.codes), slices.Clone(t.codes)
+		}
 	}
 	for ep := ep0; ep < cfg.Epochs; ep++ {
 		if len(val) > 0 && stalled(curve, cfg.Patience) {
@@ -526,6 +532,9 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 				best = st.ValRecall
 				copy(bestCentroids, m.Centroids)
 				copy(bestCodebooks, m.Codebooks)
+				if bestCodes != nil {
+					copy(bestCodes, t.codes)
+				}
 				if t.rot != nil {
 					copy(bestRot, t.rot.R)
 				}
@@ -573,7 +582,7 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 		}
 		var c *ListChoice
 		var err error
-		phase(ctx, "list-choice", func() { c, err = t.chooseLists(ctx, init, m, queries, val, teacher, exclude) })
+		phase(ctx, "list-choice", func() { c, err = t.chooseLists(ctx, init, m, startCodes, bestCodes, queries, val, teacher, exclude) })
 		if err != nil {
 			return nil, nil, err
 		}

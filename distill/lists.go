@@ -74,7 +74,10 @@ func choiceNprobes(valNprobe, nlist int) []int {
 // against .064, mean .5224 against .5220) while the evaluation queries
 // found the nearest lists better at every nprobe; on siftsmall the nearest
 // lists were better or equal too.
-func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (*ListChoice, error) {
+//
+// initCodes and mCodes, when not nil, are the documents' codes from init
+// and m in t's lists, which distillation computed for validation already.
+func (t *trainer) chooseLists(ctx context.Context, init, m *Model, initCodes, mCodes []uint8, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) (*ListChoice, error) {
 	// With a learned rotation, lists and codes live in its space: the
 	// nearest lists are those of the documents it rotates, and each
 	// trainer below rotates its queries by its model's rotation (the
@@ -115,6 +118,11 @@ func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faiss
 	if t.rot != nil {
 		trs[0].rot, trs[1].rot, trs[2].rot = startRot, endRot, endRot
 	}
+	for i, codes := range [][]uint8{initCodes, mCodes} {
+		if codes != nil {
+			trs[i].codes, trs[i].fresh = codes, true
+		}
+	}
 	out := []*[]float64{&c.Start, &c.Train, &c.Nearest}
 	for i, tr := range trs {
 		var err error
@@ -135,7 +143,7 @@ func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faiss
 		// at nprobe 4-16 against the nearest codeword (.430 / .464
 		// against .466 / .514).
 		codes = slices.Clone(codes)
-		chosen.passes = weightedPasses
+		chosen.passes, chosen.fresh = weightedPasses, false
 		if c.Weighted, err = chosen.recallAt(ctx, c.Nprobe, queries, val, teacher, exclude); err != nil {
 			return nil, err
 		}
@@ -152,11 +160,13 @@ func (t *trainer) chooseLists(ctx context.Context, init, m *Model, queries faiss
 	return c, nil
 }
 
-// recallAt re-encodes t's documents and measures held-out recall at each
-// of nprobes.
+// recallAt re-encodes t's documents, unless their codes are fresh, and
+// measures held-out recall at each of nprobes.
 func (t *trainer) recallAt(ctx context.Context, nprobes []int, queries faissio.Matrix, val []int, teacher *Teacher, exclude []int32) ([]float64, error) {
-	if err := t.refreshCodes(ctx); err != nil {
-		return nil, err
+	if !t.fresh {
+		if err := t.refreshCodes(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return t.valRecalls(ctx, nprobes, queries, val, teacher, exclude)
 }

@@ -53,7 +53,7 @@ func TestChooseListsPrefersBetterLists(t *testing.T) {
 			scrambled[i] = int64(rng.IntN(m.Nlist))
 		}
 	}
-	c, err := newTrainer(cfg, docs, m, scrambled).chooseLists(context.Background(), m, m, queries, val, teacher, nil)
+	c, err := newTrainer(cfg, docs, m, scrambled).chooseLists(context.Background(), m, m, nil, nil, queries, val, teacher, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestChooseListsPrefersBetterLists(t *testing.T) {
 	if !slices.Equal(c.Nprobe, []int{1, 2, 4, 8}) || len(c.Train) != 4 || len(c.Nearest) != 4 || !slices.Equal(c.Start, c.Train) {
 		t.Errorf("measured at %v: start %v, scrambled %v, nearest %v", c.Nprobe, c.Start, c.Train, c.Nearest)
 	}
-	c, err = newTrainer(cfg, docs, m, nearest).chooseLists(context.Background(), m, m, queries, val, teacher, nil)
+	c, err = newTrainer(cfg, docs, m, nearest).chooseLists(context.Background(), m, m, nil, nil, queries, val, teacher, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,12 +111,12 @@ func TestChooseListsInRotatedSpace(t *testing.T) {
 	rm.Rotation = R
 	tr := newTrainer(cfg, docs, &rm, scrambled)
 	tr.rot = newRotationLearner(R, d, 0)
-	got, err := tr.chooseLists(context.Background(), m, &rm, queries, val, teacher, nil)
+	got, err := tr.chooseLists(context.Background(), m, &rm, nil, nil, queries, val, teacher, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Queries, cfg.Rotation, cfg.LearnRotation = rqueries, nil, false
-	want, err := newTrainer(cfg, rdocs, m, scrambled).chooseLists(context.Background(), m, m, rqueries, val, teacher, nil)
+	want, err := newTrainer(cfg, rdocs, m, scrambled).chooseLists(context.Background(), m, m, nil, nil, rqueries, val, teacher, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
