@@ -190,3 +190,47 @@ func TestListChoiceCodesAreTheExports(t *testing.T) {
 		t.Errorf("chosen: %v, want train and nearest lists, weighted and codeword codes", seen)
 	}
 }
+
+// ExactTopK keeps each query's k best documents, best first, as sorting
+// every score would, for both metrics, with a document barred per query.
+func TestExactTopKMatchesSort(t *testing.T) {
+	all := glove20k(t, "docs")
+	docs := faissio.Matrix{Rows: 20000, Cols: all.Cols, Data: all.Data}
+	queries := glove20k(t, "queries").Slice(0, 40)
+	for _, metric := range []faissio.Metric{faissio.InnerProduct, faissio.L2} {
+		exclude := make([]int32, queries.Rows)
+		for i := range exclude {
+			exclude[i] = int32(i * 7)
+		}
+		const k = 30
+		got := exactTopK(docs, queries, k, metric, exclude)
+		for qi := range queries.Rows {
+			q := queries.Row(qi)
+			order := make([]int32, 0, docs.Rows)
+			score := make([]float64, docs.Rows)
+			for i := range docs.Rows {
+				score[i] = float64(Score(metric, q, docs.Row(i)))
+				if int32(i) != exclude[qi] {
+					order = append(order, int32(i))
+				}
+			}
+			slices.SortStableFunc(order, func(a, b int32) int { return cmpDesc(score[a], score[b]) })
+			for r := range k {
+				id := got.Rows[qi*k+r]
+				if math.Abs(score[id]-score[order[r]]) > 1e-4*math.Max(1, math.Abs(score[order[r]])) || id == exclude[qi] {
+					t.Fatalf("%s query %d rank %d: document %d (score %g), sorting finds %d (score %g)", metric, qi, r, id, score[id], order[r], score[order[r]])
+				}
+			}
+		}
+	}
+}
+
+func cmpDesc(a, b float64) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}

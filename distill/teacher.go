@@ -3,6 +3,7 @@ package distill
 import (
 	"container/heap"
 	"context"
+	"math"
 	"runtime"
 
 	"gonum.org/v1/gonum/blas/gonum"
@@ -93,18 +94,35 @@ func ExactTopK(ctx context.Context, docs, queries faissio.Matrix, k int, metric 
 					if exclude != nil {
 						ex = exclude[q0+i]
 					}
-					for j, s := range dots[i*nd : (i+1)*nd] {
-						if norms != nil {
-							s = 2*s - norms[d0+j]
+					row := dots[i*nd : (i+1)*nd]
+					if norms != nil {
+						for j, x := range norms[d0 : d0+nd] {
+							row[j] = 2*row[j] - x
+						}
+					}
+					// Most scores lose to the heap's worst: one compare
+					// against a local threshold each, the heap touched
+					// only by the few that win.
+					thr := float32(math.Inf(-1))
+					if len(h.s) == k {
+						thr = h.s[0].s
+					}
+					for j, s := range row {
+						if !(s > thr) && len(h.s) == k {
+							continue
 						}
 						id := int32(d0 + j)
+						if id == ex {
+							continue
+						}
 						if len(h.s) < k {
-							if id != ex {
-								heap.Push(h, entry{s, id})
-							}
-						} else if s > h.s[0].s && id != ex {
+							heap.Push(h, entry{s, id})
+						} else {
 							h.s[0] = entry{s, id}
 							heap.Fix(h, 0)
+						}
+						if len(h.s) == k {
+							thr = h.s[0].s
 						}
 					}
 				}
