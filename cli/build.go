@@ -123,7 +123,7 @@ func trainFlags(output string) []ucli.Flag {
 		&ucli.IntFlag{Name: "niter", Value: build.DefaultNiter, Usage: "k-means iterations"},
 		&ucli.Uint64Flag{Name: "seed", Value: build.DefaultSeed, Usage: "random seed; the same seed gives the same index"},
 		&ucli.GenericFlag{Name: "opq", Value: &opqValue{}, Usage: "rotate with OPQ first (IndexPreTransform in front of the index); `[faiss|learn]`: faiss, as --opq alone, keeps FAISS's trained rotation, learn distils it with the centroids and codebooks (--train distill)"},
-		&ucli.IntFlag{Name: "opq-niter", HideDefault: true, Usage: "iterations of FAISS's OPQ training (default 50; with --opq learn, where distillation goes on turning the rotation, 10)"},
+		&ucli.IntFlag{Name: "opq-niter", HideDefault: true, Usage: "iterations of FAISS's OPQ training, its slowest step (default 50); fewer build faster and rotate worse"},
 		&ucli.StringFlag{Name: "report-json", Usage: "also write what was built and the time of each phase as JSON"},
 		&ucli.StringFlag{Name: "checkpoint", Usage: "save each finished training stage (k-means, every distillation epoch) in this folder"},
 		&ucli.BoolFlag{Name: "resume", Usage: "continue from the stages saved in --checkpoint; the index is the same as an uninterrupted build's"},
