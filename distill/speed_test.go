@@ -246,16 +246,19 @@ func BenchmarkSpeedAdd(b *testing.B) {
 	t.report(b, s.docs.Rows)
 }
 
-// TestArgminIsFirstMinimum checks the four-lane arg-min against a plain
-// scan: the first minimum, NaNs skipped, index 0 when nothing is below +Inf.
+// TestArgminIsFirstMinimum checks the arg-min, the vector kernel's (where
+// the machine has it) and the four-lane scalar one, against a plain scan:
+// the first minimum, NaNs skipped, index 0 when nothing is below +Inf.
 func TestArgminIsFirstMinimum(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	inf, nan := float32(math.Inf(1)), float32(math.NaN())
-	for _, n := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 255, 256, 2337} {
-		for trial := 0; trial < 20; trial++ {
+	negZero := float32(math.Copysign(0, -1))
+	t.Logf("vector kernel: %v", haveVectorArgmin())
+	for _, n := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 255, 256, 2337} {
+		for trial := 0; trial < 30; trial++ {
 			row := make([]float32, n)
 			for i := range row {
-				switch trial % 4 {
+				switch trial % 6 {
 				case 0:
 					row[i] = float32(rng.NormFloat64())
 				case 1:
@@ -264,6 +267,13 @@ func TestArgminIsFirstMinimum(t *testing.T) {
 					row[i] = []float32{inf, nan, 1, -inf}[rng.IntN(4)]
 				case 3:
 					row[i] = []float32{inf, nan}[rng.IntN(2)]
+				case 4:
+					row[i] = []float32{0, negZero, 1, nan}[rng.IntN(4)]
+				case 5:
+					row[i] = 10 + float32(rng.IntN(5))
+					if i == n-1-trial%3 {
+						row[i] = 1 // the minimum in the tail the kernel leaves
+					}
 				}
 			}
 			want, ws := 0, inf
@@ -273,11 +283,23 @@ func TestArgminIsFirstMinimum(t *testing.T) {
 				}
 			}
 			got, gs := argmin(row)
-			if got != want || gs != ws {
+			if got != want || math.Float32bits(gs) != math.Float32bits(row0(row, want, ws)) {
 				t.Fatalf("n=%d trial %d: argmin = %d (%v), want %d (%v) in %v", n, trial, got, gs, want, ws, row)
+			}
+			if got, gs := argminScalar(row); got != want || gs != ws {
+				t.Fatalf("n=%d trial %d: argminScalar = %d (%v), want %d (%v) in %v", n, trial, got, gs, want, ws, row)
 			}
 		}
 	}
+}
+
+// row0 is the value argmin returns for index i: the element itself (its
+// sign, for a zero), or +Inf when nothing is below it.
+func row0(row []float32, i int, s float32) float32 {
+	if len(row) == 0 || s > math.MaxFloat32 {
+		return s
+	}
+	return row[i]
 }
 
 // TestAssignSameForAnyThreadCount checks that the assignment, for the BLAS
