@@ -473,6 +473,9 @@ func (t *trainer) rotationGrad(nq int, s *chunkScratch, wcols int, g *workerGrad
 // lutScore is Σ_s lut[s*ksub + code[s]], q·û for the query whose look-up
 // tables lut are (four running sums, to shorten the chain of additions).
 func lutScore(lut []float32, code []uint8, ksub int) float32 {
+	if ksub == 256 {
+		return lutScore8(lut, code)
+	}
 	var s0, s1, s2, s3 float32
 	s := 0
 	for ; s+4 <= len(code); s += 4 {
@@ -483,6 +486,27 @@ func lutScore(lut []float32, code []uint8, ksub int) float32 {
 	}
 	for ; s < len(code); s++ {
 		s0 += lut[s*ksub+int(code[s])]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// lutScore8 is lutScore for 8-bit codes, the common case: each table is
+// an array of 256, so that a byte indexes it without a bounds check (the
+// sums are added in lutScore's order, to the same bits).
+func lutScore8(lut []float32, code []uint8) float32 {
+	var s0, s1, s2, s3 float32
+	s := 0
+	lut = lut[:len(code)*256]
+	for ; s+4 <= len(code); s += 4 {
+		c := code[s : s+4 : s+4]
+		t := lut[s*256 : (s+4)*256 : (s+4)*256]
+		s0 += (*[256]float32)(t[0:256])[c[0]]
+		s1 += (*[256]float32)(t[256:512])[c[1]]
+		s2 += (*[256]float32)(t[512:768])[c[2]]
+		s3 += (*[256]float32)(t[768:1024])[c[3]]
+	}
+	for ; s < len(code); s++ {
+		s0 += (*[256]float32)(lut[s*256 : (s+1)*256])[code[s]]
 	}
 	return (s0 + s1) + (s2 + s3)
 }

@@ -316,3 +316,37 @@ func TestDistillSameForAnyThreadCount(t *testing.T) {
 		}
 	}
 }
+
+// The 8-bit look-up scorer adds what the general one adds, in its order,
+// to the same bits, for any number of sub-quantizers.
+func TestLutScore8IsLutScore(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, M := range []int{1, 3, 4, 7, 8, 20, 25, 64} {
+		lut := make([]float32, M*256)
+		for i := range lut {
+			lut[i] = float32(rng.NormFloat64())
+		}
+		code := make([]uint8, M)
+		for trial := 0; trial < 50; trial++ {
+			for s := range code {
+				code[s] = uint8(rng.IntN(256))
+			}
+			// The general loop, as lutScore runs it for other ksub.
+			var s0, s1, s2, s3 float32
+			s := 0
+			for ; s+4 <= M; s += 4 {
+				s0 += lut[s*256+int(code[s])]
+				s1 += lut[(s+1)*256+int(code[s+1])]
+				s2 += lut[(s+2)*256+int(code[s+2])]
+				s3 += lut[(s+3)*256+int(code[s+3])]
+			}
+			for ; s < M; s++ {
+				s0 += lut[s*256+int(code[s])]
+			}
+			want := (s0 + s1) + (s2 + s3)
+			if got := lutScore(lut, code, 256); math.Float32bits(got) != math.Float32bits(want) {
+				t.Fatalf("M=%d: %v, want %v", M, got, want)
+			}
+		}
+	}
+}
