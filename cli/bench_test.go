@@ -1262,7 +1262,7 @@ func writeMachine(md *strings.Builder, m benchMachine) {
 }
 
 func writeTargets(md *strings.Builder, ts []benchTarget) {
-	md.WriteString("\n## Issue 6 targets\n\n| target | this run | met |\n|---|---|---|\n")
+	md.WriteString("\n## Targets (issues 6, 14, 15, 17)\n\n| target | this run | met |\n|---|---|---|\n")
 	for _, t := range ts {
 		met := "not measured"
 		if t.Met != nil {
