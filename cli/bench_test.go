@@ -980,6 +980,16 @@ func benchTargets(rep *benchReport) []benchTarget {
 	return append(ts, t)
 }
 
+// findRun is the run of the named build of case data, or nil.
+func findRun(runs []benchRun, data, build string) *benchRun {
+	for i := range runs {
+		if runs[i].Case == data && runs[i].Build == build {
+			return &runs[i]
+		}
+	}
+	return nil
+}
+
 // recallTargets are issues 14's and 17's recall gains, R10@10 of builds
 // in the same run: the distilled IVFPQ at or above FAISS's at every nprobe
 // measured; the learned rotation .01 over the frozen one at nlist/16 and
@@ -987,14 +997,7 @@ func benchTargets(rep *benchReport) []benchTarget {
 // FastScan and flat PQ .05 over FAISS's training of the same factory
 // string at nlist/16.
 func recallTargets(runs []benchRun) []benchTarget {
-	find := func(data, build string) *benchRun {
-		for i := range runs {
-			if runs[i].Case == data && runs[i].Build == build {
-				return &runs[i]
-			}
-		}
-		return nil
-	}
+	find := func(data, build string) *benchRun { return findRun(runs, data, build) }
 	at := func(r *benchRun, nprobe int) float64 {
 		if i := slices.Index(r.Nprobe, nprobe); i >= 0 && i < len(r.Recall) {
 			return r.Recall[i]
@@ -1050,14 +1053,7 @@ func recallTargets(runs []benchRun) []benchTarget {
 // against FAISS's own build of the same index (or, at 1M x 768, against our
 // k-means build), wall seconds of train + add + write in the same run.
 func buildRatioTargets(runs []benchRun) []benchTarget {
-	find := func(data, build string) *benchRun {
-		for i := range runs {
-			if runs[i].Case == data && runs[i].Build == build {
-				return &runs[i]
-			}
-		}
-		return nil
-	}
+	find := func(data, build string) *benchRun { return findRun(runs, data, build) }
 	var ts []benchTarget
 	for _, c := range []struct {
 		data, ours, base string
