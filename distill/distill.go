@@ -100,9 +100,9 @@ type DistillConfig struct {
 	Seed       uint64  `json:"seed"`
 	// ChooseLists, when set, makes Distill measure held-out recall of the
 	// starting model and of the trained one with the training-time lists
-	// and with every document in its nearest centroid's list, and hand the
-	// comparison to it (see ListChoice); without held-out queries, or with
-	// a learned rotation, it is not called.
+	// and with every document in its nearest centroid's list (under a
+	// learned rotation, in its space), and hand the comparison to it (see
+	// ListChoice); without held-out queries it is not called.
 	ChooseLists func(*ListChoice) `json:"-"`
 	// Progress is called after every epoch.
 	Progress func(EpochStats) `json:"-"`
