@@ -1,6 +1,10 @@
 package distill
 
-import "golang.org/x/sys/cpu"
+import (
+	"math"
+
+	"golang.org/x/sys/cpu"
+)
 
 // haveAVX2 chooses argmin's vector kernel.
 var haveAVX2 = cpu.X86.HasAVX2
@@ -25,7 +29,7 @@ func argminVector(row []float32) (i int, s float32, ok bool) {
 			s = v
 		}
 	}
-	if math32IsInf(s) {
+	if math.IsInf(float64(s), 1) {
 		return 0, s, true // nothing below +Inf: all +Inf or NaN
 	}
 	if i = firstEqAVX2(row[:n], s); i >= 0 {

@@ -335,9 +335,6 @@ func argmin(row []float32) (int, float32) {
 	return argminScalar(row)
 }
 
-// math32IsInf reports whether s is +Inf.
-func math32IsInf(s float32) bool { return s > math.MaxFloat32 }
-
 // argminScalar is argmin in Go: the reference of the vector kernel, and
 // argmin itself on short rows and machines without it. Four independent
 // lanes keep the compares from waiting on each other; the lanes are merged

@@ -1,7 +1,6 @@
 package distill
 
 import (
-	"cmp"
 	"container/heap"
 	"context"
 	"fmt"
@@ -690,10 +689,13 @@ func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, 
 		// Best list first (the order pushTop ranks by), so that the
 		// first p lists are the ones nprobe p probes.
 		slices.SortFunc(probe.s, func(a, b entry) int {
-			if a.s != b.s {
-				return cmp.Compare(b.s, a.s)
+			switch {
+			case a.beats(b):
+				return -1
+			case b.beats(a):
+				return 1
 			}
-			return cmp.Compare(a.id, b.id)
+			return 0
 		})
 		var lut []float32
 		if M > 0 && t.metric != faissio.L2 {
@@ -745,7 +747,7 @@ func pushTop(h *topHeap, k int, e entry) {
 		heap.Push(h, e)
 		return
 	}
-	if m := h.s[0]; e.s > m.s || (e.s == m.s && e.id < m.id) {
+	if e.beats(h.s[0]) {
 		h.s[0] = e
 		heap.Fix(h, 0)
 	}

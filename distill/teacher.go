@@ -155,18 +155,17 @@ type entry struct {
 	id int32
 }
 
+// beats reports whether a ranks before b: the higher score, then the
+// lower id. Every top-k here keeps this order.
+func (a entry) beats(b entry) bool { return a.s > b.s || a.s == b.s && a.id < b.id }
+
 // topHeap is a min-heap of the best entries seen so far.
 type topHeap struct{ s []entry }
 
-func (h topHeap) Len() int { return len(h.s) }
-func (h topHeap) Less(i, j int) bool {
-	if h.s[i].s != h.s[j].s {
-		return h.s[i].s < h.s[j].s
-	}
-	return h.s[i].id > h.s[j].id
-}
-func (h topHeap) Swap(i, j int) { h.s[i], h.s[j] = h.s[j], h.s[i] }
-func (h *topHeap) Push(x any)   { h.s = append(h.s, x.(entry)) }
+func (h topHeap) Len() int           { return len(h.s) }
+func (h topHeap) Less(i, j int) bool { return h.s[j].beats(h.s[i]) }
+func (h topHeap) Swap(i, j int)      { h.s[i], h.s[j] = h.s[j], h.s[i] }
+func (h *topHeap) Push(x any)        { h.s = append(h.s, x.(entry)) }
 func (h *topHeap) Pop() any {
 	e := h.s[len(h.s)-1]
 	h.s = h.s[:len(h.s)-1]
