@@ -60,6 +60,15 @@ type workerGrad struct {
 	ps   []float64
 	dz   []float64
 	xhat []float32
+	// gC32 gathers a chunk's codebook gradient from the L2 PQ student in
+	// float32, half the bytes of gC for its scattered updates; chunkGrad
+	// adds it to gC once per chunk.
+	gC32 []float32
+	// gO32 does the same for the centroid gradient, whose rows it keeps
+	// zero outside the lists named in touched (marked in isTouched).
+	gO32      []float32
+	touched   []int32
+	isTouched []bool
 	// dzSum is Σ_q dz_q,l of a chunk (the L2 IVF gradient's o_l term).
 	dzSum []float64
 	// w holds, per query of a chunk, dL/dz over the lists and, for the
@@ -212,15 +221,22 @@ func (t *trainer) listScores(Q []float32, nq int, z, onorm []float32) {
 // lookupTables writes q_i,s · c_s,k into lut[i*M*ksub + s*ksub + k] for the
 // nq queries in Q: one sgemm per sub-space.
 func (t *trainer) lookupTables(Q []float32, nq int, lut []float32) {
-	d, M, ksub, dsub := t.d, t.M, t.ksub, t.dsub
-	cb := t.model.Codebooks
-	for s := range M {
-		sgemm(false, true, nq, ksub, dsub, 1, Q[s*dsub:], d, cb[s*ksub*dsub:], dsub, 0, lut[s*ksub:], M*ksub)
-	}
+	M, ksub := t.M, t.ksub
+	t.queryTables(Q, nq, lut)
 	if t.cfg.QuantizeLUT {
 		for i := range nq {
 			quantizeLUT(lut[i*M*ksub:(i+1)*M*ksub], M, ksub)
 		}
+	}
+}
+
+// queryTables writes q_i,s · c_s,k into lut[i*M*ksub + s*ksub + k] for the
+// nq queries in Q, unrounded: one sgemm per sub-space.
+func (t *trainer) queryTables(Q []float32, nq int, lut []float32) {
+	d, M, ksub, dsub := t.d, t.M, t.ksub, t.dsub
+	cb := t.model.Codebooks
+	for s := range M {
+		sgemm(false, true, nq, ksub, dsub, 1, Q[s*dsub:], d, cb[s*ksub*dsub:], dsub, 0, lut[s*ksub:], M*ksub)
 	}
 }
 
@@ -272,6 +288,13 @@ func (t *trainer) chunkGrad(qs [][]float32, cands [][]candidate, g *workerGrad) 
 		clear(g.dzSum)
 	}
 	l2Rot := t.rot != nil && l2 && t.M > 0
+	if l2 && t.M > 0 {
+		g.gC32 = growF32(g.gC32, len(g.gC))
+		clear(g.gC32)
+		if len(g.gO32) != len(g.gO) {
+			g.gO32, g.isTouched = make([]float32, len(g.gO)), make([]bool, nlist)
+		}
+	}
 	if l2Rot {
 		g.p = growF32(g.p, nq*d)
 		clear(g.p)
@@ -289,6 +312,20 @@ func (t *trainer) chunkGrad(qs [][]float32, cands [][]candidate, g *workerGrad) 
 			p = g.p[i*d : (i+1)*d]
 		}
 		t.queryLoss(q, z, lut, cands[i], w, wc, p, g)
+	}
+	if l2 && t.M > 0 {
+		for i, v := range g.gC32 {
+			g.gC[i] += float64(v)
+		}
+		for _, a := range g.touched {
+			g32, g64 := g.gO32[int(a)*d:int(a+1)*d], g.gO[int(a)*d:int(a+1)*d]
+			for k, v := range g32 {
+				g64[k] += float64(v)
+			}
+			clear(g32)
+			g.isTouched[a] = false
+		}
+		g.touched = g.touched[:0]
 	}
 	if t.rot != nil {
 		t.rotationGrad(nq, s, wcols, g)
@@ -510,17 +547,18 @@ func lutScore8(lut []float32, code []uint8) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// l2PQGrad is the L2 PQ student: it decodes each candidate x = o_a + û,
-// scores -||q - x||², and adds the loss and g_j·2(q - x) to the centroid
-// and codewords x came from, and g_j·2(x - q), the score's gradient wrt
-// the query, to p when p is not nil.
+// l2PQGrad is the L2 PQ student: for each candidate x = o_a + û it forms
+// the residual r = q - x, scores -||r||², and adds the loss and g_j·2r to
+// the centroid and codewords x came from, and -g_j·2r, the score's
+// gradient wrt the query, to p when p is not nil. Keeping r rather than x
+// makes the score one assembly dot product and the gradient one pass.
 func (t *trainer) l2PQGrad(q []float32, cands []candidate, p []float32, g *workerGrad) {
 	n, d, M, ksub, dsub := len(cands), t.d, t.M, t.ksub, t.dsub
 	g.xhat = growF32(g.xhat, n*d)
 	for j, c := range cands {
-		xh := g.xhat[j*d : (j+1)*d]
-		t.reconstruct(c.doc, xh)
-		g.sbuf[j] = Score(faissio.L2, q, xh)
+		r := g.xhat[j*d : (j+1)*d]
+		t.residual(q, c.doc, r)
+		g.sbuf[j] = -dot(r, r)
 	}
 	g.lossPQ += t.loss(g.tbuf, g.sbuf, t.temp, g.grad)
 	for j, c := range cands {
@@ -528,25 +566,49 @@ func (t *trainer) l2PQGrad(q []float32, cands []candidate, p []float32, g *worke
 		if gj == 0 {
 			continue
 		}
-		xh := g.xhat[j*d : (j+1)*d]
+		r := g.xhat[j*d : (j+1)*d]
 		if p != nil {
 			gq := float32(2 * gj)
-			for i := range p {
-				p[i] += gq * (xh[i] - q[i])
+			for i, v := range r {
+				p[i] -= gq * v
 			}
 		}
 		a := int(t.lists[c.doc])
-		gO := g.gO[a*d : (a+1)*d]
+		if !g.isTouched[a] {
+			g.isTouched[a] = true
+			g.touched = append(g.touched, int32(a))
+		}
+		gO := g.gO32[a*d : (a+1)*d]
 		code := t.codes[int(c.doc)*M : int(c.doc+1)*M]
+		g2 := float32(2 * gj)
 		for sub, cw := range code {
 			off := (sub*ksub + int(cw)) * dsub
-			gc := g.gC[off : off+dsub]
-			for k := range gc {
-				i := sub*dsub + k
-				v := gj * float64(2*(q[i]-xh[i]))
-				gO[i] += v
-				gc[k] += v
+			rs := r[sub*dsub : (sub+1)*dsub]
+			gc := g.gC32[off : off+len(rs)]
+			gs := gO[sub*dsub : sub*dsub+len(rs)]
+			for k, v := range rs {
+				w := g2 * v
+				gs[k] += w
+				gc[k] += w
 			}
+		}
+	}
+}
+
+// residual writes q - o_a(doc) - û_doc into r.
+func (t *trainer) residual(q []float32, doc int32, r []float32) {
+	d, dsub := t.d, t.dsub
+	a := int(t.lists[doc])
+	o := t.model.Centroids[a*d : (a+1)*d]
+	code := t.codes[int(doc)*t.M : int(doc+1)*t.M]
+	for s, cw := range code {
+		rs := r[s*dsub : (s+1)*dsub]
+		cb := t.model.Codebooks[(s*t.ksub+int(cw))*dsub:]
+		cb = cb[:len(rs)]
+		qs := q[s*dsub : s*dsub+len(rs)]
+		os := o[s*dsub : s*dsub+len(rs)]
+		for k := range rs {
+			rs[k] = qs[k] - os[k] - cb[k]
 		}
 	}
 }
@@ -636,24 +698,58 @@ func (t *trainer) valRecallsIn(ctx context.Context, nprobes []int, queries faiss
 
 // listCodes are the documents' PQ codes in list order: list l's members'
 // codes are codes[start[l]*M : start[l+1]*M], in the order of members[l].
+// For L2, bias holds each one's 2 o_l·û + ||û||² in the same order, so that
+// -||q - o_l - û||² = -||q - o_l||² + 2 q·û - bias reads the query's
+// look-up tables as FAISS's precomputed-table search does, instead of
+// decoding d values per document.
 type listCodes struct {
 	codes []uint8
 	start []int
+	bias  []float32
 }
 
 func (t *trainer) listCodes() listCodes {
 	M := t.M
 	lc := listCodes{codes: make([]uint8, len(t.codes)), start: make([]int, t.nlist+1)}
+	l2 := t.metric == faissio.L2
+	if l2 {
+		lc.bias = make([]float32, len(t.codes)/M)
+	}
 	p := 0
 	for l, mem := range t.members {
 		lc.start[l] = p
 		for _, doc := range mem {
-			copy(lc.codes[p*M:(p+1)*M], t.codes[int(doc)*M:int(doc+1)*M])
+			code := t.codes[int(doc)*M : int(doc+1)*M]
+			copy(lc.codes[p*M:(p+1)*M], code)
+			if l2 {
+				lc.bias[p] = t.l2Bias(l, code)
+			}
 			p++
 		}
 	}
 	lc.start[t.nlist] = p
 	return lc
+}
+
+// l2Bias is 2 o_a·û + ||û||² for the codes code of a document in list a.
+func (t *trainer) l2Bias(a int, code []uint8) float32 {
+	d, dsub := t.d, t.dsub
+	o := t.model.Centroids[a*d : (a+1)*d]
+	var b0, b1 float32
+	for s, cw := range code {
+		os := o[s*dsub : (s+1)*dsub]
+		cb := t.model.Codebooks[(s*t.ksub+int(cw))*dsub:]
+		cb = cb[:len(os)]
+		k := 0
+		for ; k+2 <= len(os); k += 2 {
+			b0 += cb[k] * (2*os[k] + cb[k])
+			b1 += cb[k+1] * (2*os[k+1] + cb[k+1])
+		}
+		for ; k < len(os); k++ {
+			b0 += cb[k] * (2*os[k] + cb[k])
+		}
+	}
+	return b0 + b1
 }
 
 // valChunk adds to hits[j] the number of the teacher's top k found in the
@@ -666,9 +762,12 @@ func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, 
 		qs[i] = queries.Row(qi)
 	}
 	t.prepare(qs, s)
+	if M > 0 && t.metric == faissio.L2 {
+		s.lut = growF32(s.lut, len(qs)*M*t.ksub)
+		t.queryTables(s.q, len(qs), s.lut)
+	}
 	maxProbe := min(nprobes[len(nprobes)-1], nlist)
 	nc := M * t.ksub
-	xh := make([]float32, d)
 	probe, h := &topHeap{}, &topHeap{}
 	count := func(truth []int32) int {
 		n := 0
@@ -698,7 +797,7 @@ func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, 
 			return 0
 		})
 		var lut []float32
-		if M > 0 && t.metric != faissio.L2 {
+		if M > 0 {
 			lut = s.lut[i*nc : (i+1)*nc]
 		}
 		ex := int32(-1)
@@ -722,11 +821,10 @@ func (t *trainer) valChunk(queries faissio.Matrix, val []int, teacher *Teacher, 
 				switch {
 				case M == 0:
 					sc = Score(t.metric, q, t.docs.Row(int(doc)))
-				case lut != nil:
-					sc = z[l] + lutScore(lut, codes[p*M:(p+1)*M], t.ksub)
+				case lc.bias != nil:
+					sc = z[l] + 2*lutScore(lut, codes[p*M:(p+1)*M], t.ksub) - lc.bias[lc.start[l]+p]
 				default:
-					t.decode(l, codes[p*M:(p+1)*M], xh)
-					sc = Score(t.metric, q, xh)
+					sc = z[l] + lutScore(lut, codes[p*M:(p+1)*M], t.ksub)
 				}
 				pushTop(h, k, entry{sc, doc})
 			}

@@ -350,3 +350,78 @@ func TestLutScore8IsLutScore(t *testing.T) {
 		}
 	}
 }
+
+// wideL2Problem is the large bench's shape on a smaller scale (d 768, M 64,
+// 8 bits, l2) for timing the L2 student and validation: clustered Gaussian
+// documents, a model near them, and nq queries with 250 candidates each.
+func wideL2Problem(b *testing.B, nq int) (*trainer, [][]float32, [][]candidate, faissio.Matrix, *Teacher) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n, d, nlist, M = 20000, 768, 512, 64
+	centers := randMatrix(rng, nlist, d)
+	docs := faissio.Matrix{Rows: n, Cols: d, Data: make([]float32, n*d)}
+	for i := range n {
+		c := centers.Row(rng.IntN(nlist))
+		for k, v := range c {
+			docs.Data[i*d+k] = 2*v + float32(rng.NormFloat64())
+		}
+	}
+	m := &Model{D: d, Metric: faissio.L2, Nlist: nlist, Centroids: slices.Clone(centers.Data), M: M, Nbits: 8}
+	for i := range m.Centroids {
+		m.Centroids[i] *= 2
+	}
+	m.Codebooks = randMatrix(rng, 256, d).Data
+	t := newTrainer(DistillConfig{IVFLoss: ListLevel, ValNprobe: 16}, docs, m, assign(m, docs))
+	t.loss, t.temp, t.ivfW = lossFuncs[must(ParseLoss("listnet"))], 0.5, 1
+	must(0, t.refreshCodes(context.Background()))
+	queries := faissio.Matrix{Rows: nq, Cols: d, Data: slices.Clone(docs.Data[:nq*d])}
+	teacher := exactTopK(docs, queries, 200, faissio.L2, nil)
+	// The temperature as Distill sets it: the median spread of the top K.
+	spreads := make([]float64, nq)
+	for i := range spreads {
+		spreads[i] = float64(teacher.Scores[i*teacher.K] - teacher.Scores[i*teacher.K+teacher.K-1])
+	}
+	slices.Sort(spreads)
+	t.temp = spreads[nq/2]
+	qs, cands := make([][]float32, nq), make([][]candidate, nq)
+	for i := range nq {
+		qs[i] = queries.Row(i)
+		for r := range teacher.K {
+			cands[i] = append(cands[i], candidate{teacher.Rows[i*teacher.K+r], teacher.Scores[i*teacher.K+r]})
+		}
+		for range 50 {
+			doc := int32(rng.IntN(n))
+			cands[i] = append(cands[i], candidate{doc, Score(faissio.L2, qs[i], docs.Row(int(doc)))})
+		}
+	}
+	return t, qs, cands, queries, teacher
+}
+
+// BenchmarkL2Student times the L2 PQ student's losses and gradients for 64
+// queries of 250 candidates at d 768, M 64, on one goroutine.
+func BenchmarkL2Student(b *testing.B) {
+	tr, qs, cands, _, _ := wideL2Problem(b, 64)
+	g := newWorkerGrad(tr.model)
+	b.ResetTimer()
+	for range b.N {
+		tr.batchGrad(qs, cands, g)
+	}
+}
+
+// BenchmarkL2Validation times the L2 validation of 256 queries at nprobe
+// 1, 2, 4, ..., nlist (as the export choice runs it), on one goroutine.
+func BenchmarkL2Validation(b *testing.B) {
+	tr, _, _, queries, teacher := wideL2Problem(b, 256)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	val := make([]int, queries.Rows)
+	for i := range val {
+		val[i] = i
+	}
+	var nprobes []int
+	for p := 1; p <= tr.nlist; p *= 2 {
+		nprobes = append(nprobes, p)
+	}
+	b.ResetTimer()
+	for range b.N {
+		must(tr.valRecalls(context.Background(), nprobes, queries, val, teacher, nil))
+	}
+}
