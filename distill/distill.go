@@ -473,10 +473,10 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 				wg.Wait()
 			})
 			var lpq, livf float64
-			for _, g := range grads[1:] {
-				grads[0].add(g)
+			for _, g := range grads {
+				lpq += g.lossPQ
+				livf += g.lossIVF
 			}
-			lpq, livf = grads[0].lossPQ, grads[0].lossIVF
 			if t.ivfW == 0 {
 				t.ivfW = cfg.IVFWeight
 				if t.ivfW == 0 {
@@ -486,24 +486,20 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 					}
 				}
 			}
-			// The IVF gradient was accumulated apart so it can be weighted.
-			g := grads[0]
 			inv := 1 / float64(len(batch))
-			for i := range g.gO {
-				g.gO[i] = (g.gO[i] + t.ivfW*g.gOivf[i]) * inv
-			}
-			for i := range g.gC {
-				g.gC[i] *= inv
-			}
 			lr := schedule(step, warm, totalSteps)
 			phase(ctx, "adam", func() {
-				if !cfg.FixedCentroids {
-					optO.step(m.Centroids, g.gO, lr)
-				}
-				if m.M > 0 {
-					optC.step(m.Codebooks, g.gC, lr)
-				}
+				t.applyStep(grads, optO, optC, inv, lr)
 				if t.rot != nil {
+					g := grads[0]
+					for _, o := range grads[1:] {
+						for i, v := range o.gR {
+							g.gR[i] += v
+						}
+						for i, v := range o.gRivf {
+							g.gRivf[i] += v
+						}
+					}
 					for i := range g.gR {
 						g.gR[i] = (g.gR[i] + t.ivfW*g.gRivf[i]) * inv
 					}
@@ -764,20 +760,70 @@ type adam struct {
 	t      int
 	b1, b2 float64
 	eps    float64
+	// c1 and c2 are step t's bias corrections.
+	c1, c2 float64
 }
 
 func newAdam(n int, lr float64) *adam {
 	return &adam{lr: lr, m: make([]float64, n), v: make([]float64, n), b1: 0.9, b2: 0.999, eps: 1e-8}
 }
 
-func (a *adam) step(p []float32, g []float64, scale float64) {
+// begin counts a step and its bias corrections; update then moves each
+// parameter of it.
+func (a *adam) begin() {
 	a.t++
-	c1 := 1 - math.Pow(a.b1, float64(a.t))
-	c2 := 1 - math.Pow(a.b2, float64(a.t))
-	lr := a.lr * scale
-	for i, gi := range g {
-		a.m[i] = a.b1*a.m[i] + (1-a.b1)*gi
-		a.v[i] = a.b2*a.v[i] + (1-a.b2)*gi*gi
-		p[i] -= float32(lr * (a.m[i] / c1) / (math.Sqrt(a.v[i]/c2) + a.eps))
+	a.c1 = 1 - math.Pow(a.b1, float64(a.t))
+	a.c2 = 1 - math.Pow(a.b2, float64(a.t))
+}
+
+// update moves parameter p[i] by its gradient gi at learning-rate factor
+// scale, in the step begin counted.
+func (a *adam) update(p []float32, i int, gi, scale float64) {
+	a.m[i] = a.b1*a.m[i] + (1-a.b1)*gi
+	a.v[i] = a.b2*a.v[i] + (1-a.b2)*gi*gi
+	p[i] -= float32(a.lr * scale * (a.m[i] / a.c1) / (math.Sqrt(a.v[i]/a.c2) + a.eps))
+}
+
+// applyStep sums the shards' gradients in shard order, weights the IVF
+// student's by ivfW, scales by inv and takes the Adam steps of the
+// centroids (unless fixed) and codebooks, in fixed blocks of parameters on
+// up to GOMAXPROCS goroutines: each parameter's sum and step are the same
+// whatever their number. At 1M x 768 this pass over 3M parameters and four
+// shards was a serial tenth of a step.
+func (t *trainer) applyStep(grads []*workerGrad, optO, optC *adam, inv, lr float64) {
+	const block = 1 << 14
+	m := t.model
+	if !t.cfg.FixedCentroids {
+		optO.begin()
 	}
+	optC.begin()
+	nO := (len(m.Centroids) + block - 1) / block
+	nC := (len(m.Codebooks) + block - 1) / block
+	_ = eachJob(context.Background(), nO+nC, runtime.GOMAXPROCS(0), func(int) func(int) {
+		return func(j int) {
+			if j >= nO {
+				i0 := (j - nO) * block
+				for i := i0; i < min(i0+block, len(m.Codebooks)); i++ {
+					v := grads[0].gC[i]
+					for _, g := range grads[1:] {
+						v += g.gC[i]
+					}
+					optC.update(m.Codebooks, i, v*inv, lr)
+				}
+				return
+			}
+			if t.cfg.FixedCentroids {
+				return
+			}
+			i0 := j * block
+			for i := i0; i < min(i0+block, len(m.Centroids)); i++ {
+				v, vi := grads[0].gO[i], grads[0].gOivf[i]
+				for _, g := range grads[1:] {
+					v += g.gO[i]
+					vi += g.gOivf[i]
+				}
+				optO.update(m.Centroids, i, (v+t.ivfW*vi)*inv, lr)
+			}
+		}
+	})
 }

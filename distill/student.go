@@ -98,26 +98,6 @@ func (g *workerGrad) reset() {
 	g.lossPQ, g.lossIVF = 0, 0
 }
 
-func (g *workerGrad) add(o *workerGrad) {
-	for i, v := range o.gO {
-		g.gO[i] += v
-	}
-	for i, v := range o.gOivf {
-		g.gOivf[i] += v
-	}
-	for i, v := range o.gC {
-		g.gC[i] += v
-	}
-	for i, v := range o.gR {
-		g.gR[i] += v
-	}
-	for i, v := range o.gRivf {
-		g.gRivf[i] += v
-	}
-	g.lossPQ += o.lossPQ
-	g.lossIVF += o.lossIVF
-}
-
 func growF32(s []float32, n int) []float32 {
 	if cap(s) < n {
 		return make([]float32, n)
@@ -568,49 +548,29 @@ func (t *trainer) l2PQGrad(q []float32, cands []candidate, p []float32, g *worke
 		}
 		r := g.xhat[j*d : (j+1)*d]
 		if p != nil {
-			gq := float32(2 * gj)
-			for i, v := range r {
-				p[i] -= gq * v
-			}
+			sdot.Saxpy(d, float32(-2*gj), r, 1, p, 1)
 		}
 		a := int(t.lists[c.doc])
 		if !g.isTouched[a] {
 			g.isTouched[a] = true
 			g.touched = append(g.touched, int32(a))
 		}
-		gO := g.gO32[a*d : (a+1)*d]
-		code := t.codes[int(c.doc)*M : int(c.doc+1)*M]
+		// The centroid's gradient is all of g_j·2r, one assembly axpy;
+		// each codeword's is its sub-vector of it.
 		g2 := float32(2 * gj)
-		for sub, cw := range code {
-			off := (sub*ksub + int(cw)) * dsub
-			rs := r[sub*dsub : (sub+1)*dsub]
-			gc := g.gC32[off : off+len(rs)]
-			gs := gO[sub*dsub : sub*dsub+len(rs)]
-			for k, v := range rs {
-				w := g2 * v
-				gs[k] += w
-				gc[k] += w
-			}
-		}
+		sdot.Saxpy(d, g2, r, 1, g.gO32[a*d:(a+1)*d], 1)
+		addCodewords(g.gC32, r, g2, t.codes[int(c.doc)*M:int(c.doc+1)*M], ksub, dsub)
 	}
 }
 
-// residual writes q - o_a(doc) - û_doc into r.
+// residual writes q - o_a(doc) - û_doc into r: q - o_a by an assembly
+// axpy, then each sub-vector's codeword.
 func (t *trainer) residual(q []float32, doc int32, r []float32) {
 	d, dsub := t.d, t.dsub
 	a := int(t.lists[doc])
-	o := t.model.Centroids[a*d : (a+1)*d]
-	code := t.codes[int(doc)*t.M : int(doc+1)*t.M]
-	for s, cw := range code {
-		rs := r[s*dsub : (s+1)*dsub]
-		cb := t.model.Codebooks[(s*t.ksub+int(cw))*dsub:]
-		cb = cb[:len(rs)]
-		qs := q[s*dsub : s*dsub+len(rs)]
-		os := o[s*dsub : s*dsub+len(rs)]
-		for k := range rs {
-			rs[k] = qs[k] - os[k] - cb[k]
-		}
-	}
+	copy(r, q)
+	sdot.Saxpy(d, -1, t.model.Centroids[a*d:(a+1)*d], 1, r, 1)
+	subCodewords(r, t.model.Codebooks, t.codes[int(doc)*t.M:int(doc+1)*t.M], t.ksub, dsub)
 }
 
 // reconstruct writes o_a(doc) + û_doc, the vector FAISS scores for doc.

@@ -1,0 +1,41 @@
+package distill
+
+// The L2 student's per-candidate work on codewords: subtracting each
+// sub-space's codeword from a residual, and adding a multiple of each
+// residual sub-vector to its codeword's gradient. Codes name codewords
+// anywhere in a 786 KB codebook at d = 768, so these are gathers and
+// scatters of dsub floats, which an SSE kernel does four at a time on amd64
+// when dsub is a multiple of 4 (the loops below otherwise, to the same
+// bits).
+
+// subCodewords subtracts codeword code[s] of sub-space s, from cb (M
+// codebooks of ksub x dsub), from r[s*dsub : (s+1)*dsub], for every s.
+func subCodewords(r, cb []float32, code []uint8, ksub, dsub int) {
+	if subCodewordsVector(r, cb, code, ksub, dsub) {
+		return
+	}
+	for s, cw := range code {
+		rs := r[s*dsub : (s+1)*dsub]
+		c := cb[(s*ksub+int(cw))*dsub:]
+		c = c[:len(rs)]
+		for k := range rs {
+			rs[k] -= c[k]
+		}
+	}
+}
+
+// addCodewords adds alpha*r[s*dsub : (s+1)*dsub] to codeword code[s]'s
+// entries of gc (laid out as the codebooks), for every s.
+func addCodewords(gc, r []float32, alpha float32, code []uint8, ksub, dsub int) {
+	if addCodewordsVector(gc, r, alpha, code, ksub, dsub) {
+		return
+	}
+	for s, cw := range code {
+		rs := r[s*dsub : (s+1)*dsub]
+		g := gc[(s*ksub+int(cw))*dsub:]
+		g = g[:len(rs)]
+		for k, v := range rs {
+			g[k] += alpha * v
+		}
+	}
+}

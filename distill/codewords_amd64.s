@@ -1,0 +1,70 @@
+#include "textflag.h"
+
+// The codeword kernels of the L2 student (codewords.go), four floats at a
+// time in SSE, which every amd64 has. dsub is a positive multiple of 4 and
+// len(code) at least 1; the Go side checks both and the slices' lengths.
+// Multiplies and adds are separate instructions, as Go's own loop does them,
+// so the results are the same bits.
+
+// func subCodewordsSSE(r, cb []float32, code []uint8, ksub, dsub int)
+TEXT ·subCodewordsSSE(SB), NOSPLIT, $0-88
+	MOVQ r_base+0(FP), SI
+	MOVQ cb_base+24(FP), DI
+	MOVQ code_base+48(FP), BX
+	MOVQ code_len+56(FP), CX
+	MOVQ ksub+72(FP), R10
+	MOVQ dsub+80(FP), R11
+	SHLQ $2, R11          // bytes per codeword
+	IMULQ R11, R10        // bytes per sub-space's codebook
+subLoop:
+	MOVBQZX (BX), AX
+	IMULQ R11, AX
+	LEAQ (DI)(AX*1), DX
+	XORQ R12, R12
+subInner:
+	MOVUPS (SI)(R12*1), X0
+	MOVUPS (DX)(R12*1), X1
+	SUBPS X1, X0
+	MOVUPS X0, (SI)(R12*1)
+	ADDQ $16, R12
+	CMPQ R12, R11
+	JLT subInner
+	ADDQ R11, SI
+	ADDQ R10, DI
+	INCQ BX
+	DECQ CX
+	JNZ subLoop
+	RET
+
+// func addCodewordsSSE(gc, r []float32, alpha float32, code []uint8, ksub, dsub int)
+TEXT ·addCodewordsSSE(SB), NOSPLIT, $0-96
+	MOVQ gc_base+0(FP), DI
+	MOVQ r_base+24(FP), SI
+	MOVSS alpha+48(FP), X2
+	SHUFPS $0, X2, X2
+	MOVQ code_base+56(FP), BX
+	MOVQ code_len+64(FP), CX
+	MOVQ ksub+80(FP), R10
+	MOVQ dsub+88(FP), R11
+	SHLQ $2, R11
+	IMULQ R11, R10
+addLoop:
+	MOVBQZX (BX), AX
+	IMULQ R11, AX
+	LEAQ (DI)(AX*1), DX
+	XORQ R12, R12
+addInner:
+	MOVUPS (SI)(R12*1), X0
+	MULPS X2, X0
+	MOVUPS (DX)(R12*1), X1
+	ADDPS X0, X1
+	MOVUPS X1, (DX)(R12*1)
+	ADDQ $16, R12
+	CMPQ R12, R11
+	JLT addInner
+	ADDQ R11, SI
+	ADDQ R10, DI
+	INCQ BX
+	DECQ CX
+	JNZ addLoop
+	RET

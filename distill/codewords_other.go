@@ -1,0 +1,9 @@
+//go:build !amd64
+
+package distill
+
+func subCodewordsVector(r, cb []float32, code []uint8, ksub, dsub int) bool { return false }
+
+func addCodewordsVector(gc, r []float32, alpha float32, code []uint8, ksub, dsub int) bool {
+	return false
+}
