@@ -365,10 +365,7 @@ func Distill(ctx context.Context, docs faissio.Matrix, init *Model, lists []int6
 	workers := min(runtime.GOMAXPROCS(0), shards)
 	grads := make([]*workerGrad, shards)
 	for s := range grads {
-		grads[s] = &workerGrad{gO: make([]float64, len(m.Centroids)), gC: make([]float64, len(m.Codebooks))}
-		if t.rot != nil {
-			grads[s].gR, grads[s].gRivf = make([]float64, m.D*m.D), make([]float64, m.D*m.D)
-		}
+		grads[s] = newWorkerGrad(m, t.rot != nil)
 	}
 
 	// The model returned is the best by held-out recall, the starting point
@@ -804,9 +801,9 @@ func (t *trainer) applyStep(grads []*workerGrad, optO, optC *adam, inv, lr float
 			if j >= nO {
 				i0 := (j - nO) * block
 				for i := i0; i < min(i0+block, len(m.Codebooks)); i++ {
-					v := grads[0].gC[i]
-					for _, g := range grads[1:] {
-						v += g.gC[i]
+					var v float64
+					for _, g := range grads {
+						v += float64(g.gC[i])
 					}
 					optC.update(m.Codebooks, i, v*inv, lr)
 				}
@@ -817,11 +814,7 @@ func (t *trainer) applyStep(grads []*workerGrad, optO, optC *adam, inv, lr float
 			}
 			i0 := j * block
 			for i := i0; i < min(i0+block, len(m.Centroids)); i++ {
-				v, vi := grads[0].gO[i], grads[0].gOivf[i]
-				for _, g := range grads[1:] {
-					v += g.gO[i]
-					vi += g.gOivf[i]
-				}
+				v, vi := t.centroidGrad(grads, i)
 				optO.update(m.Centroids, i, (v+t.ivfW*vi)*inv, lr)
 			}
 		}

@@ -38,10 +38,7 @@ func gradProblem(metric faissio.Metric, lossName, ivfLoss string) (*trainer, []f
 
 // objective is the weighted loss of one query at the current parameters.
 func (t *trainer) objective(q []float32, cands []candidate) float64 {
-	g := &workerGrad{gO: make([]float64, len(t.model.Centroids)), gC: make([]float64, len(t.model.Codebooks))}
-	if t.rot != nil {
-		g.gR, g.gRivf = make([]float64, t.d*t.d), make([]float64, t.d*t.d)
-	}
+	g := newWorkerGrad(t.model, t.rot != nil)
 	g.reset()
 	t.queryGrad(q, cands, g)
 	return g.lossPQ + t.ivfW*g.lossIVF
@@ -57,12 +54,15 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			for _, ivfLoss := range []string{"list", "doc"} {
 				t.Run(fmt.Sprintf("%s/%s/%s", metric, lossName, ivfLoss), func(t *testing.T) {
 					tr, q, cands := gradProblem(metric, lossName, ivfLoss)
-					g := &workerGrad{gO: make([]float64, len(tr.model.Centroids)), gC: make([]float64, len(tr.model.Codebooks))}
+					g := newWorkerGrad(tr.model, false)
 					g.reset()
 					tr.queryGrad(q, cands, g)
 					obj := func() float64 { return tr.objective(q, cands) }
-					checkFiniteDifferences(t, "centroid", tr.model.Centroids, obj, func(i int) float64 { return g.gO[i] + tr.ivfW*g.gOivf[i] }, 1e-3)
-					checkFiniteDifferences(t, "codeword", tr.model.Codebooks, obj, func(i int) float64 { return g.gC[i] }, 1e-3)
+					checkFiniteDifferences(t, "centroid", tr.model.Centroids, obj, func(i int) float64 {
+						pq, ivf := tr.centroidGrad([]*workerGrad{g}, i)
+						return pq + tr.ivfW*ivf
+					}, 1e-3)
+					checkFiniteDifferences(t, "codeword", tr.model.Codebooks, obj, func(i int) float64 { return float64(g.gC[i]) }, 1e-3)
 				})
 			}
 		}
@@ -83,8 +83,7 @@ func TestRotationGradientMatchesFiniteDifferences(t *testing.T) {
 					d := tr.d
 					tr.rot = newRotationLearner(randomRotation(d, 3), d, 0)
 					must(0, tr.refreshCodes(context.Background()))
-					g := &workerGrad{gO: make([]float64, len(tr.model.Centroids)), gC: make([]float64, len(tr.model.Codebooks)),
-						gR: make([]float64, d*d), gRivf: make([]float64, d*d)}
+					g := newWorkerGrad(tr.model, true)
 					g.reset()
 					tr.queryGrad(q, cands, g)
 					var norm float64

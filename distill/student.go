@@ -42,9 +42,19 @@ import (
 const gradChunk = 64
 
 // workerGrad accumulates one shard's share of a batch's gradients, with its
-// scratch buffers.
+// scratch buffers. The gradients of the centroids and codebooks are summed
+// in float32, half the bytes of float64 for updates scattered over
+// megabytes; the products add into them (beta 1) and applyStep reads them
+// in float64. A shard's sums are over at most a batch (256 queries).
 type workerGrad struct {
-	gO, gOivf, gC   []float64
+	// gO is the PQ student's gradient wrt the centroids, gOivf the IVF
+	// student's (weighted later; for L2 without its -2(Σ_q dz_q,l) o_l
+	// term, which dzSum keeps), gC the codebooks'. gOivf is written by
+	// the batch's first product: ivfDone says whether it has been.
+	gO, gOivf, gC []float32
+	ivfDone       bool
+	// dzSum is Σ_q dz_q,l over the batch (the L2 IVF gradient's o_l term).
+	dzSum           []float64
 	lossPQ, lossIVF float64
 	// gR and gRivf are the rotation's gradient from the PQ and IVF
 	// students (nil without a rotation to learn).
@@ -60,24 +70,24 @@ type workerGrad struct {
 	ps   []float64
 	dz   []float64
 	xhat []float32
-	// gC32 gathers a chunk's codebook gradient from the L2 PQ student in
-	// float32, half the bytes of gC for its scattered updates; chunkGrad
-	// adds it to gC once per chunk.
-	gC32 []float32
-	// gO32 does the same for the centroid gradient, whose rows it keeps
-	// zero outside the lists named in touched (marked in isTouched).
-	gO32      []float32
-	touched   []int32
-	isTouched []bool
-	// dzSum is Σ_q dz_q,l of a chunk (the L2 IVF gradient's o_l term).
-	dzSum []float64
 	// w holds, per query of a chunk, dL/dz over the lists and, for the
 	// inner-product PQ student, the summed g_j per list beside it; wc the
-	// summed g_j per codeword; out and gcOut the products with Q.
-	w, wc, out, gcOut []float32
+	// summed g_j per codeword.
+	w, wc []float32
 	// p and pivf are a chunk's ∂L/∂q' rows (PQ and IVF student), rout
 	// their product with the queries.
 	p, pivf, rout []float32
+}
+
+// newWorkerGrad is a shard's accumulators for model m, with the rotation's
+// when rot.
+func newWorkerGrad(m *Model, rot bool) *workerGrad {
+	g := &workerGrad{gO: make([]float32, len(m.Centroids)), gOivf: make([]float32, len(m.Centroids)),
+		gC: make([]float32, len(m.Codebooks)), dzSum: make([]float64, m.Nlist)}
+	if rot {
+		g.gR, g.gRivf = make([]float64, m.D*m.D), make([]float64, m.D*m.D)
+	}
+	return g
 }
 
 // chunkScratch holds a chunk's queries (rotated when a rotation is
@@ -89,13 +99,29 @@ type chunkScratch struct {
 func (g *workerGrad) reset() {
 	clear(g.gO)
 	clear(g.gC)
-	if g.gOivf == nil {
-		g.gOivf = make([]float64, len(g.gO))
-	}
-	clear(g.gOivf)
+	clear(g.dzSum)
+	g.ivfDone = false
 	clear(g.gR)
 	clear(g.gRivf)
 	g.lossPQ, g.lossIVF = 0, 0
+}
+
+// centroidGrad is centroid entry i's gradient from the PQ student and from
+// the IVF student, summed over the shards grads in their order.
+func (t *trainer) centroidGrad(grads []*workerGrad, i int) (pq, ivf float64) {
+	var dz float64
+	l := i / t.d
+	for _, g := range grads {
+		pq += float64(g.gO[i])
+		if g.ivfDone {
+			ivf += float64(g.gOivf[i])
+			dz += g.dzSum[l]
+		}
+	}
+	if t.metric == faissio.L2 {
+		ivf -= 2 * dz * float64(t.model.Centroids[i])
+	}
+	return pq, ivf
 }
 
 func growF32(s []float32, n int) []float32 {
@@ -263,18 +289,7 @@ func (t *trainer) chunkGrad(qs [][]float32, cands [][]candidate, g *workerGrad) 
 		g.wc = growF32(g.wc, nq*nc)
 		clear(g.wc)
 	}
-	if l2 {
-		g.dzSum = growF64(g.dzSum, nlist)
-		clear(g.dzSum)
-	}
 	l2Rot := t.rot != nil && l2 && t.M > 0
-	if l2 && t.M > 0 {
-		g.gC32 = growF32(g.gC32, len(g.gC))
-		clear(g.gC32)
-		if len(g.gO32) != len(g.gO) {
-			g.gO32, g.isTouched = make([]float32, len(g.gO)), make([]bool, nlist)
-		}
-	}
 	if l2Rot {
 		g.p = growF32(g.p, nq*d)
 		clear(g.p)
@@ -293,62 +308,30 @@ func (t *trainer) chunkGrad(qs [][]float32, cands [][]candidate, g *workerGrad) 
 		}
 		t.queryLoss(q, z, lut, cands[i], w, wc, p, g)
 	}
-	if l2 && t.M > 0 {
-		for i, v := range g.gC32 {
-			g.gC[i] += float64(v)
-		}
-		for _, a := range g.touched {
-			g32, g64 := g.gO32[int(a)*d:int(a+1)*d], g.gO[int(a)*d:int(a+1)*d]
-			for k, v := range g32 {
-				g64[k] += float64(v)
-			}
-			clear(g32)
-			g.isTouched[a] = false
-		}
-		g.touched = g.touched[:0]
-	}
 	if t.rot != nil {
 		t.rotationGrad(nq, s, wcols, g)
 	}
 
 	// IVF gradient: dZᵀ·Q (then the inner-product PQ student's centroid
-	// gradient, from the list sums beside dZ in w).
+	// and codeword gradients, from the list sums beside dZ in w and the
+	// codeword sums in wc).
 	alpha := float32(1)
 	if l2 {
 		alpha = 2
 	}
-	g.out = growF32(g.out, nlist*d)
-	sgemm(true, false, nlist, d, nq, alpha, g.w, wcols, s.q, d, 0, g.out, d)
-	O := t.model.Centroids
-	for l := range nlist {
-		gi := g.gOivf[l*d : (l+1)*d]
-		o := g.out[l*d : (l+1)*d]
-		if l2 {
-			c := 2 * g.dzSum[l]
-			ol := O[l*d : (l+1)*d]
-			for k := range gi {
-				gi[k] += float64(o[k]) - c*float64(ol[k])
-			}
-		} else {
-			for k := range gi {
-				gi[k] += float64(o[k])
-			}
-		}
+	var beta float32
+	if g.ivfDone {
+		beta = 1
 	}
+	sgemm(true, false, nlist, d, nq, alpha, g.w, wcols, s.q, d, beta, g.gOivf, d)
+	g.ivfDone = true
 	if !ipPQ {
 		return
 	}
-	sgemm(true, false, nlist, d, nq, 1, g.w[nlist:], wcols, s.q, d, 0, g.out, d)
-	for i, v := range g.out {
-		g.gO[i] += float64(v)
-	}
+	sgemm(true, false, nlist, d, nq, 1, g.w[nlist:], wcols, s.q, d, 1, g.gO, d)
 	M, ksub, dsub := t.M, t.ksub, t.dsub
-	g.gcOut = growF32(g.gcOut, nc*dsub)
 	for sub := range M {
-		sgemm(true, false, ksub, dsub, nq, 1, g.wc[sub*ksub:], nc, s.q[sub*dsub:], d, 0, g.gcOut[sub*ksub*dsub:], dsub)
-	}
-	for i, v := range g.gcOut {
-		g.gC[i] += float64(v)
+		sgemm(true, false, ksub, dsub, nq, 1, g.wc[sub*ksub:], nc, s.q[sub*dsub:], d, 1, g.gC[sub*ksub*dsub:], dsub)
 	}
 }
 
@@ -551,15 +534,11 @@ func (t *trainer) l2PQGrad(q []float32, cands []candidate, p []float32, g *worke
 			sdot.Saxpy(d, float32(-2*gj), r, 1, p, 1)
 		}
 		a := int(t.lists[c.doc])
-		if !g.isTouched[a] {
-			g.isTouched[a] = true
-			g.touched = append(g.touched, int32(a))
-		}
 		// The centroid's gradient is all of g_j·2r, one assembly axpy;
 		// each codeword's is its sub-vector of it.
 		g2 := float32(2 * gj)
-		sdot.Saxpy(d, g2, r, 1, g.gO32[a*d:(a+1)*d], 1)
-		addCodewords(g.gC32, r, g2, t.codes[int(c.doc)*M:int(c.doc+1)*M], ksub, dsub)
+		sdot.Saxpy(d, g2, r, 1, g.gO[a*d:(a+1)*d], 1)
+		addCodewords(g.gC, r, g2, t.codes[int(c.doc)*M:int(c.doc+1)*M], ksub, dsub)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 // a time, in float64 accumulators: every candidate decoded and scored,
 // every centroid scored, and each gradient scattered vector by vector. It
 // is what batchGrad's look-up tables and products must reproduce.
-func (t *trainer) refQueryGrad(q []float32, cands []candidate, g *workerGrad) {
+func (t *trainer) refQueryGrad(q []float32, cands []candidate, g *refGrad) {
 	n, d := len(cands), t.d
 	O := t.model.Centroids
 	tb, sb, grad := make([]float32, n), make([]float32, n), make([]float64, n)
@@ -186,10 +186,23 @@ func studentProblem(metric faissio.Metric, M int, ivfLoss, lossName string) (*tr
 	return t, qs, cands, queries, teacher
 }
 
-func newWorkerGrad(m *Model) *workerGrad {
-	g := &workerGrad{gO: make([]float64, len(m.Centroids)), gC: make([]float64, len(m.Codebooks))}
-	g.reset()
-	return g
+// refGrad is what refQueryGrad adds up, in float64.
+type refGrad struct {
+	gO, gOivf, gC   []float64
+	lossPQ, lossIVF float64
+}
+
+// totals are g's gradients in float64 as applyStep reads them.
+func (t *trainer) totals(g *workerGrad) *refGrad {
+	r := &refGrad{gO: make([]float64, len(g.gO)), gOivf: make([]float64, len(g.gO)), gC: make([]float64, len(g.gC)),
+		lossPQ: g.lossPQ, lossIVF: g.lossIVF}
+	for i := range r.gO {
+		r.gO[i], r.gOivf[i] = t.centroidGrad([]*workerGrad{g}, i)
+	}
+	for i, v := range g.gC {
+		r.gC[i] = float64(v)
+	}
+	return r
 }
 
 // TestStudentGradientsMatchReference checks the look-up-table and sgemm
@@ -203,11 +216,15 @@ func TestStudentGradientsMatchReference(t *testing.T) {
 				for _, lossName := range []string{"listnet", "mse"} {
 					t.Run(fmt.Sprintf("%s/M%d/%s/%s", metric, M, ivfLoss, lossName), func(t *testing.T) {
 						tr, qs, cands, _, _ := studentProblem(metric, M, ivfLoss, lossName)
-						ref, fast := newWorkerGrad(tr.model), newWorkerGrad(tr.model)
+						m := tr.model
+						ref := &refGrad{gO: make([]float64, len(m.Centroids)), gOivf: make([]float64, len(m.Centroids)), gC: make([]float64, len(m.Codebooks))}
 						for i, q := range qs {
 							tr.refQueryGrad(q, cands[i], ref)
 						}
-						tr.batchGrad(qs, cands, fast)
+						g := newWorkerGrad(m, false)
+						g.reset()
+						tr.batchGrad(qs, cands, g)
+						fast := tr.totals(g)
 						closeScalar := func(name string, got, want float64) {
 							if math.Abs(got-want) > 1e-4*math.Abs(want)+1e-9 {
 								t.Errorf("%s: fast %.8g, reference %.8g", name, got, want)
@@ -400,7 +417,7 @@ func wideL2Problem(b *testing.B, nq int) (*trainer, [][]float32, [][]candidate, 
 // queries of 250 candidates at d 768, M 64, on one goroutine.
 func BenchmarkL2Student(b *testing.B) {
 	tr, qs, cands, _, _ := wideL2Problem(b, 64)
-	g := newWorkerGrad(tr.model)
+	g := newWorkerGrad(tr.model, false)
 	b.ResetTimer()
 	for range b.N {
 		tr.batchGrad(qs, cands, g)

@@ -30,27 +30,6 @@ func Score(metric faissio.Metric, q, x []float32) float32 {
 	return dot(q, x)
 }
 
-// l2Sq is ||q - x||², in four running sums so that the additions do not
-// wait on each other (the L2 student scores its in-batch negatives with it,
-// 4x faster at d = 768 than one sum).
-func l2Sq(q, x []float32) float32 {
-	x = x[:len(q)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(q); i += 4 {
-		d0, d1, d2, d3 := q[i]-x[i], q[i+1]-x[i+1], q[i+2]-x[i+2], q[i+3]-x[i+3]
-		s0 += d0 * d0
-		s1 += d1 * d1
-		s2 += d2 * d2
-		s3 += d3 * d3
-	}
-	for ; i < len(q); i++ {
-		d := q[i] - x[i]
-		s0 += d * d
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
 // dot is a·b through gonum's assembly kernel, five times the speed of a
 // Go loop at d = 512 (the candidates' teacher scores are most of a
 // distillation step's work on wide embeddings).

@@ -27,3 +27,21 @@ func addCodewordsVector(gc, r []float32, alpha float32, code []uint8, ksub, dsub
 	addCodewordsSSE(gc, r, alpha, code, ksub, dsub)
 	return true
 }
+
+//go:noescape
+func l2SqSSE(q, x []float32) float32
+
+// l2SqVector is ||q - x||² by the SSE kernel for the first len(q) &^ 15
+// entries, when there are at least 16 and x is as long as q.
+func l2SqVector(q, x []float32) (float32, bool) {
+	if len(q) < 16 || len(x) < len(q) {
+		return 0, false
+	}
+	n := len(q) &^ 15
+	s := l2SqSSE(q, x)
+	for i := n; i < len(q); i++ {
+		d := q[i] - x[i]
+		s += d * d
+	}
+	return s, true
+}

@@ -68,3 +68,53 @@ addInner:
 	DECQ CX
 	JNZ addLoop
 	RET
+
+// func l2SqSSE(q, x []float32) float32
+// ||q - x||² over the first len(q) &^ 15 entries (at least 16), in four
+// running sums of four.
+TEXT ·l2SqSSE(SB), NOSPLIT, $0-52
+	MOVQ q_base+0(FP), SI
+	MOVQ q_len+8(FP), CX
+	MOVQ x_base+24(FP), DI
+	ANDQ $-16, CX
+	SHLQ $2, CX
+	XORPS X0, X0
+	XORPS X1, X1
+	XORPS X2, X2
+	XORPS X3, X3
+	XORQ AX, AX
+l2Loop:
+	MOVUPS (SI)(AX*1), X4
+	MOVUPS (DI)(AX*1), X8
+	SUBPS X8, X4
+	MULPS X4, X4
+	ADDPS X4, X0
+	MOVUPS 16(SI)(AX*1), X5
+	MOVUPS 16(DI)(AX*1), X9
+	SUBPS X9, X5
+	MULPS X5, X5
+	ADDPS X5, X1
+	MOVUPS 32(SI)(AX*1), X6
+	MOVUPS 32(DI)(AX*1), X10
+	SUBPS X10, X6
+	MULPS X6, X6
+	ADDPS X6, X2
+	MOVUPS 48(SI)(AX*1), X7
+	MOVUPS 48(DI)(AX*1), X11
+	SUBPS X11, X7
+	MULPS X7, X7
+	ADDPS X7, X3
+	ADDQ $64, AX
+	CMPQ AX, CX
+	JLT l2Loop
+	ADDPS X1, X0
+	ADDPS X3, X2
+	ADDPS X2, X0
+	MOVAPS X0, X1
+	MOVHLPS X0, X1
+	ADDPS X1, X0
+	MOVAPS X0, X1
+	SHUFPS $0x55, X1, X1
+	ADDSS X1, X0
+	MOVSS X0, ret+48(FP)
+	RET
