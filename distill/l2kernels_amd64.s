@@ -69,6 +69,15 @@ addInner:
 	JNZ addLoop
 	RET
 
+// L2LANE adds the squares of four differences q - x at byte offset off
+// from AX to the sums in acc (x and y are scratch).
+#define L2LANE(off, x, y, acc) \
+	MOVUPS off(SI)(AX*1), x; \
+	MOVUPS off(DI)(AX*1), y; \
+	SUBPS y, x; \
+	MULPS x, x; \
+	ADDPS x, acc
+
 // func l2SqSSE(q, x []float32) float32
 // ||q - x||² over the first len(q) &^ 15 entries (at least 16), in four
 // running sums of four.
@@ -84,26 +93,10 @@ TEXT ·l2SqSSE(SB), NOSPLIT, $0-52
 	XORPS X3, X3
 	XORQ AX, AX
 l2Loop:
-	MOVUPS (SI)(AX*1), X4
-	MOVUPS (DI)(AX*1), X8
-	SUBPS X8, X4
-	MULPS X4, X4
-	ADDPS X4, X0
-	MOVUPS 16(SI)(AX*1), X5
-	MOVUPS 16(DI)(AX*1), X9
-	SUBPS X9, X5
-	MULPS X5, X5
-	ADDPS X5, X1
-	MOVUPS 32(SI)(AX*1), X6
-	MOVUPS 32(DI)(AX*1), X10
-	SUBPS X10, X6
-	MULPS X6, X6
-	ADDPS X6, X2
-	MOVUPS 48(SI)(AX*1), X7
-	MOVUPS 48(DI)(AX*1), X11
-	SUBPS X11, X7
-	MULPS X7, X7
-	ADDPS X7, X3
+	L2LANE(0, X4, X8, X0)
+	L2LANE(16, X5, X9, X1)
+	L2LANE(32, X6, X10, X2)
+	L2LANE(48, X7, X11, X3)
 	ADDQ $64, AX
 	CMPQ AX, CX
 	JLT l2Loop

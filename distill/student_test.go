@@ -146,13 +146,7 @@ func studentProblem(metric faissio.Metric, M int, ivfLoss, lossName string) (*tr
 	rng := rand.New(rand.NewPCG(21, uint64(M)))
 	const n, d, nlist, nq, nbits = 1200, 16, 24, 150, 5
 	centers := randMatrix(rng, nlist, d)
-	docs := faissio.Matrix{Rows: n, Cols: d, Data: make([]float32, n*d)}
-	for i := range n {
-		c := centers.Row(rng.IntN(nlist))
-		for k, v := range c {
-			docs.Data[i*d+k] = 2*v + float32(rng.NormFloat64())
-		}
-	}
+	docs := clustered(rng, centers, n)
 	m := &Model{D: d, Metric: metric, Nlist: nlist, Centroids: slices.Clone(centers.Data), M: M, Nbits: nbits}
 	for i := range m.Centroids {
 		m.Centroids[i] = 2*m.Centroids[i] + 0.2*float32(rng.NormFloat64())
@@ -172,18 +166,39 @@ func studentProblem(metric faissio.Metric, M int, ivfLoss, lossName string) (*tr
 		}
 	}
 	teacher := exactTopK(docs, queries, 30, metric, nil)
-	qs, cands := make([][]float32, nq), make([][]candidate, nq)
-	for i := range nq {
+	qs, cands := candidateLists(rng, docs, queries, teacher, metric, 20)
+	return t, qs, cands, queries, teacher
+}
+
+// clustered is n points, each twice a random one of centers plus standard
+// Gaussian noise.
+func clustered(rng *rand.Rand, centers faissio.Matrix, n int) faissio.Matrix {
+	d := centers.Cols
+	x := faissio.Matrix{Rows: n, Cols: d, Data: make([]float32, n*d)}
+	for i := range n {
+		c := centers.Row(rng.IntN(centers.Rows))
+		for k, v := range c {
+			x.Data[i*d+k] = 2*v + float32(rng.NormFloat64())
+		}
+	}
+	return x
+}
+
+// candidateLists gives each query its teacher's top K and nrand random
+// documents, with their exact scores.
+func candidateLists(rng *rand.Rand, docs, queries faissio.Matrix, teacher *Teacher, metric faissio.Metric, nrand int) ([][]float32, [][]candidate) {
+	qs, cands := make([][]float32, queries.Rows), make([][]candidate, queries.Rows)
+	for i := range qs {
 		qs[i] = queries.Row(i)
 		for r := range teacher.K {
 			cands[i] = append(cands[i], candidate{teacher.Rows[i*teacher.K+r], teacher.Scores[i*teacher.K+r]})
 		}
-		for range 20 {
-			doc := int32(rng.IntN(n))
+		for range nrand {
+			doc := int32(rng.IntN(docs.Rows))
 			cands[i] = append(cands[i], candidate{doc, Score(metric, qs[i], docs.Row(int(doc)))})
 		}
 	}
-	return t, qs, cands, queries, teacher
+	return qs, cands
 }
 
 // refGrad is what refQueryGrad adds up, in float64.
@@ -375,13 +390,7 @@ func wideL2Problem(b *testing.B, nq int) (*trainer, [][]float32, [][]candidate, 
 	rng := rand.New(rand.NewPCG(7, 8))
 	const n, d, nlist, M = 20000, 768, 512, 64
 	centers := randMatrix(rng, nlist, d)
-	docs := faissio.Matrix{Rows: n, Cols: d, Data: make([]float32, n*d)}
-	for i := range n {
-		c := centers.Row(rng.IntN(nlist))
-		for k, v := range c {
-			docs.Data[i*d+k] = 2*v + float32(rng.NormFloat64())
-		}
-	}
+	docs := clustered(rng, centers, n)
 	m := &Model{D: d, Metric: faissio.L2, Nlist: nlist, Centroids: slices.Clone(centers.Data), M: M, Nbits: 8}
 	for i := range m.Centroids {
 		m.Centroids[i] *= 2
@@ -399,17 +408,7 @@ func wideL2Problem(b *testing.B, nq int) (*trainer, [][]float32, [][]candidate, 
 	}
 	slices.Sort(spreads)
 	t.temp = spreads[nq/2]
-	qs, cands := make([][]float32, nq), make([][]candidate, nq)
-	for i := range nq {
-		qs[i] = queries.Row(i)
-		for r := range teacher.K {
-			cands[i] = append(cands[i], candidate{teacher.Rows[i*teacher.K+r], teacher.Scores[i*teacher.K+r]})
-		}
-		for range 50 {
-			doc := int32(rng.IntN(n))
-			cands[i] = append(cands[i], candidate{doc, Score(faissio.L2, qs[i], docs.Row(int(doc)))})
-		}
-	}
+	qs, cands := candidateLists(rng, docs, queries, teacher, faissio.L2, 50)
 	return t, qs, cands, queries, teacher
 }
 
