@@ -330,7 +330,17 @@ func Deserialize(b []byte) (*Index, error) {
 // FAISS's default rotation exactly. What Seed cannot fix is LAPACK and
 // BLAS's rounding, which may vary with the number of threads (SetThreads):
 // FAISS's own notes find sgeqrf and sgesvd bit-exact only single-threaded.
+//
+// The OpenMP parts of the training (k-means assignment and centroid
+// update, encoding) run on GOMAXPROCS threads: they split work whose
+// results are per vector or per centroid, so the rotation is the same for
+// any number (TestTrainOPQSameForAnyThreadCount); FAISS's products stay on
+// the caller's BLAS setting.
 func TrainOPQ(x faissio.Matrix, M, seed, niter int) ([]float32, error) {
+	return trainOPQ(x, M, seed, niter, runtime.GOMAXPROCS(0))
+}
+
+func trainOPQ(x faissio.Matrix, M, seed, niter, threads int) ([]float32, error) {
 	d := x.Cols
 	err := func() error {
 		if d < 1 || d > math.MaxInt32 {
@@ -357,7 +367,7 @@ func TrainOPQ(x faissio.Matrix, M, seed, niter int) ([]float32, error) {
 		return nil, fmt.Errorf("faiss: train OPQ: %w", err)
 	}
 	a := make([]float32, d*d)
-	msg := C.dvq_train_opq(C.int32_t(d), C.int32_t(M), C.int32_t(seed), C.int32_t(niter),
+	msg := C.dvq_train_opq(C.int32_t(d), C.int32_t(M), C.int32_t(seed), C.int32_t(niter), C.int32_t(min(threads, 256)),
 		C.int64_t(x.Rows), (*C.float)(ptr(x.Data)), (*C.float)(ptr(a)))
 	if err := cError(msg, "train OPQ"); err != nil {
 		return nil, err

@@ -980,6 +980,17 @@ func TestTrainOPQ(t *testing.T) {
 	if slices.Equal(rots[0], rots[2]) {
 		t.Error("2 iterations give the rotation of 50")
 	}
+	// OpenMP's threads do not change it (nor does TrainFAISS's one thread
+	// above, against TrainOPQ's GOMAXPROCS).
+	for _, threads := range []int{1, 3} {
+		r, err := trainOPQ(small, 2, 7, 0, threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(r, rots[0]) {
+			t.Errorf("the rotation trained on %d OpenMP threads differs from GOMAXPROCS's", threads)
+		}
+	}
 
 	// ApplyRotation is the product FAISS's IndexPreTransform computes:
 	// the inner IVF index searched with rotated queries finds what the

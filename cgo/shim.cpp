@@ -570,11 +570,21 @@ char* dvq_train(int32_t d, int32_t metric, int64_t nlist, int32_t m, int32_t nbi
 	});
 }
 
-char* dvq_train_opq(int32_t d, int32_t m, int32_t seed, int32_t niter, int64_t n, const float* x, float* a) {
+char* dvq_train_opq(int32_t d, int32_t m, int32_t seed, int32_t niter, int32_t threads, int64_t n, const float* x, float* a) {
 	return guard([&] {
 		faiss::OPQMatrix opq(d, m);
 		if (niter > 0) {
 			opq.niter = niter;
+		}
+		// OpenMP threads split only work whose results are per vector or
+		// per centroid (k-means assignment and update, encoding), so the
+		// rotation has the same bits for any count; restored after, also
+		// on an exception.
+		struct restore {
+			~restore() { omp_set_num_threads(omp_default); }
+		} r;
+		if (threads > 0) {
+			omp_set_num_threads(threads);
 		}
 		train_opq(opq, n, x, seed);
 		FAISS_THROW_IF_NOT(opq.A.size() == size_t(d) * size_t(d));

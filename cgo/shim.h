@@ -88,8 +88,9 @@ char *dvq_train(int32_t d, int32_t metric, int64_t nlist, int32_t m, int32_t nbi
 	dvq_index **out);
 
 // dvq_train_opq trains FAISS's OPQMatrix(d, m) on x[n*d], with niter
-// iterations (0: FAISS's 50), and fills a[d*d].
-char *dvq_train_opq(int32_t d, int32_t m, int32_t seed, int32_t niter, int64_t n, const float *x, float *a);
+// iterations (0: FAISS's 50) and threads OpenMP threads (0: the default),
+// and fills a[d*d].
+char *dvq_train_opq(int32_t d, int32_t m, int32_t seed, int32_t niter, int32_t threads, int64_t n, const float *x, float *a);
 
 // dvq_search sets an HNSW coarse quantizer's efSearch to ef when ef > 0.
 char *dvq_search(const dvq_index *ix, int64_t n, const float *x, int64_t k, int64_t nprobe,
