@@ -334,8 +334,8 @@ func Deserialize(b []byte) (*Index, error) {
 // The OpenMP parts of the training (k-means assignment and centroid
 // update, encoding) run on GOMAXPROCS threads: they split work whose
 // results are per vector or per centroid, so the rotation is the same for
-// any number (TestTrainOPQSameForAnyThreadCount); FAISS's products stay on
-// the caller's BLAS setting.
+// any number (TestTrainOPQ); FAISS's products stay on the caller's BLAS
+// setting.
 func TrainOPQ(x faissio.Matrix, M, seed, niter int) ([]float32, error) {
 	return trainOPQ(x, M, seed, niter, runtime.GOMAXPROCS(0))
 }

@@ -69,7 +69,9 @@ type workerGrad struct {
 	pt   []float64
 	ps   []float64
 	dz   []float64
-	xhat []float32
+	// resid holds the L2 PQ student's residuals q - o_a - û, a query's
+	// candidates after each other.
+	resid []float32
 	// w holds, per query of a chunk, dL/dz over the lists and, for the
 	// inner-product PQ student, the summed g_j per list beside it; wc the
 	// summed g_j per codeword.
@@ -517,9 +519,9 @@ func lutScore8(lut []float32, code []uint8) float32 {
 // makes the score one assembly dot product and the gradient one pass.
 func (t *trainer) l2PQGrad(q []float32, cands []candidate, p []float32, g *workerGrad) {
 	n, d, M, ksub, dsub := len(cands), t.d, t.M, t.ksub, t.dsub
-	g.xhat = growF32(g.xhat, n*d)
+	g.resid = growF32(g.resid, n*d)
 	for j, c := range cands {
-		r := g.xhat[j*d : (j+1)*d]
+		r := g.resid[j*d : (j+1)*d]
 		t.residual(q, c.doc, r)
 		g.sbuf[j] = -dot(r, r)
 	}
@@ -529,7 +531,7 @@ func (t *trainer) l2PQGrad(q []float32, cands []candidate, p []float32, g *worke
 		if gj == 0 {
 			continue
 		}
-		r := g.xhat[j*d : (j+1)*d]
+		r := g.resid[j*d : (j+1)*d]
 		if p != nil {
 			sdot.Saxpy(d, float32(-2*gj), r, 1, p, 1)
 		}
