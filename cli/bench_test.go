@@ -56,6 +56,9 @@ type benchCase struct {
 	Metric       string       `json:"metric"`
 	Nlist        int          `json:"nlist"`
 	Builds       []benchBuild `json:"builds"`
+	// MinTime is how long each search-speed loop runs per nprobe (0: one
+	// pass, the speed not reported); the HNSW quantizer's case sets it.
+	MinTime time.Duration `json:"min_time_ns,omitempty"`
 }
 
 // benchRun is one build process measured from outside, and its recall.
@@ -70,6 +73,10 @@ type benchRun struct {
 	R100    float64       `json:"recall_100_at_100"`
 	Nprobe  []int         `json:"nprobe"`
 	Default int           `json:"nprobe_nlist_16"`
+	// BatchQPS and SingleQPS are FAISS's search speed at each nprobe, all
+	// queries in one call and one query per call (cases with a MinTime).
+	BatchQPS  []float64 `json:"batch_qps,omitempty"`
+	SingleQPS []float64 `json:"single_qps,omitempty"`
 }
 
 // benchReport is everything out/bench.json holds.
@@ -276,6 +283,39 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 				{"distilled OPQ+IVFPQ, rotation learned", with(pq(16), "--train", "distill", "--opq", "learn")},
 			}})
 	}
+	// Every GloVe word (pseudo-queries only, as the phase section): issue
+	// 14's kinds at the section's nlist, and the HNSW quantizer against the
+	// flat one at nlist 8192 (42 documents a list, inside FAISS's 4-16
+	// sqrt(n) guideline), with search speed. The HNSW build resumes the
+	// flat one's finished training, so that only the quantizer differs.
+	if want("glove341k") {
+		g := os.Getenv("DISTILLVQ_BENCH_GLOVE341K")
+		src, err := faissio.OpenSource(g + "/docs.npy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Pseudo-queries only, and rare words most of them: the kinds
+		// distil from 60,000 of them for up to 16 epochs (the defaults,
+		// 20,000 and 8, gave FastScan +.009 and PQ +.032 over FAISS, README).
+		longer := []string{"--pseudo-queries", "60000", "--epochs", "16", "--patience", "3"}
+		gk := benchCase{Section: "glove341k", Data: "GloVe-341k", Docs: g + "/docs.npy", Queries: g + "/queries.npy", Metric: "ip",
+			Nlist: build.DefaultNlist(src.Rows), Builds: kinds(25)}
+		for i, b := range gk.Builds {
+			if strings.HasPrefix(b.Name, "distilled") {
+				gk.Builds[i].Args = with(b.Args, longer...)
+			}
+		}
+		ck := filepath.Join(dir, "glove341k-hnsw-checkpoint")
+		gh := benchCase{Section: "glove341k", Data: "GloVe-341k nlist 8192", Docs: gk.Docs, Queries: gk.Queries, Metric: "ip", Nlist: 8192,
+			MinTime: time.Second, Builds: []benchBuild{
+				{"distilled IVFPQ", with(pq(25), "--train", "distill", "--checkpoint", ck)},
+				{"distilled IVFPQ, HNSW quantizer", with(pq(25), "--train", "distill", "--checkpoint", ck, "--resume", "--quantizer", "hnsw")},
+			}}
+		if _, err := os.Stat(g + "/train-queries.npy"); err == nil {
+			gk.TrainQueries, gh.TrainQueries = g+"/train-queries.npy", g+"/train-queries.npy"
+		}
+		cases = append(cases, gk, gh)
+	}
 	// 1M x 768 float16 shards made by testdata/synthetic.py (make bench
 	// LARGE=1): the scale target, built within 3 GiB.
 	if want("large") {
@@ -323,12 +363,15 @@ func runBenchCase(t *testing.T, bin, dir string, c benchCase) []benchRun {
 		r := benchRun{Case: c.Data, Build: b.Name, Wall: p.Wall, CPU: p.CPU, Nprobe: nprobes, Default: np16, MaxRSS: p.MaxRSS}
 		readBuildReport(t, rep, &r.Report)
 		ev, err := eval.Run(context.Background(), eval.Options{Docs: c.Docs, Queries: c.Queries, Indexes: []string{out}, Ks: []int{10, 100},
-			Nprobes: nprobes, NoCache: true})
+			Nprobes: nprobes, NoCache: true, MinTime: c.MinTime})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range ev.Indexes[0].Points {
 			r.Recall = append(r.Recall, p.KRecall[10])
+			if c.MinTime > 0 {
+				r.BatchQPS, r.SingleQPS = append(r.BatchQPS, p.BatchQPS), append(r.SingleQPS, p.SingleQPS)
+			}
 			if p.Nprobe == np16 {
 				r.R100 = p.KRecall[100]
 			}
@@ -1038,6 +1081,15 @@ func recallTargets(runs []benchRun) []benchTarget {
 			ts = append(ts, benchTarget{Target: c + ": learned rotation >= frozen + .01 at nlist/16, >= frozen and FAISS OPQ at nprobe 1, 4",
 				Value: strings.Join(parts, "; "), Met: &met})
 		}
+		if h, f := find(c, "distilled IVFPQ, HNSW quantizer"), find(c, "distilled IVFPQ"); h != nil && f != nil {
+			np16 := h.Default
+			g16 := at(h, np16) - at(f, np16)
+			met := g16 >= -.005
+			ts = append(ts, benchTarget{Target: c + ": HNSW quantizer within .005 of the flat one at nprobe nlist/16",
+				Value: fmt.Sprintf("%+.4f at nprobe %d (%.4f against %.4f); 1-query QPS %.0f against %.0f, batch %.0f against %.0f",
+					g16, np16, at(h, np16), at(f, np16), qpsAt(h.SingleQPS, h, np16), qpsAt(f.SingleQPS, f, np16),
+					qpsAt(h.BatchQPS, h, np16), qpsAt(f.BatchQPS, f, np16)), Met: &met})
+		}
 		for _, k := range []string{"IVFPQFastScan", "PQ"} {
 			o, b := find(c, "distilled "+k), find(c, "FAISS "+k)
 			if o == nil || b == nil {
@@ -1050,6 +1102,15 @@ func recallTargets(runs []benchRun) []benchTarget {
 		}
 	}
 	return ts
+}
+
+// qpsAt is the speed of qps (one of r's speed columns) at nprobe, NaN
+// where it was not measured.
+func qpsAt(qps []float64, r *benchRun, nprobe int) float64 {
+	if i := slices.Index(r.Nprobe, nprobe); i >= 0 && i < len(qps) {
+		return qps[i]
+	}
+	return math.NaN()
 }
 
 // buildRatioTargets are issue 15's whole-process ratios: a distilled build
@@ -1181,11 +1242,28 @@ func writeBenchReport(t *testing.T, rep *benchReport) {
 				ta, ta/tb, r.Wall.Seconds(), r.Wall.Seconds()/base.Wall.Seconds(),
 				mib(r.MaxRSS), float64(r.MaxRSS)/float64(base.MaxRSS), recalls(r.Recall), r.R100)
 		}
+		if c.MinTime > 0 {
+			fmt.Fprintf(&md, "\nSearch speed (FAISS, %s per point), queries/s at nprobe %s:\n\n| index | batch | one query at a time |\n|---|---|---|\n",
+				c.MinTime, strings.Join(np, " / "))
+			for _, r := range rep.Runs {
+				if r.Case == c.Data {
+					fmt.Fprintf(&md, "| %s | %s | %s |\n", r.Build, qpsList(r.BatchQPS), qpsList(r.SingleQPS))
+				}
+			}
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bench.md"), []byte(md.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s and bench.json\n%s", filepath.Join(dir, "bench.md"), md.String())
+}
+
+func qpsList(l []float64) string {
+	s := make([]string, len(l))
+	for i, v := range l {
+		s[i] = fmt.Sprintf("%.0f", v)
+	}
+	return strings.Join(s, " / ")
 }
 
 func loadString(l []float64) string {
@@ -1968,8 +2046,12 @@ func TestRecallTargets(t *testing.T) {
 		run("distilled OPQ+IVFPQ, rotation learned", .40, .46, .51, .62),
 		{Case: "c", Build: "FAISS PQ", Nprobe: np, Default: 16, Recall: []float64{.5}},
 		{Case: "c", Build: "distilled PQ", Nprobe: np, Default: 16, Recall: []float64{.549}},
+		{Case: "h", Build: "distilled IVFPQ", Nprobe: np, Default: 16, Recall: []float64{.40, .45, .50, .6050}, SingleQPS: []float64{9, 8, 7, 6}},
+		{Case: "h", Build: "distilled IVFPQ, HNSW quantizer", Nprobe: np, Default: 16, Recall: []float64{.40, .45, .50, .6001}, SingleQPS: []float64{9, 8, 7, 12}},
+		{Case: "g", Build: "distilled IVFPQ", Nprobe: np, Default: 16, Recall: []float64{.40, .45, .50, .6050}},
+		{Case: "g", Build: "distilled IVFPQ, HNSW quantizer", Nprobe: np, Default: 16, Recall: []float64{.40, .45, .50, .5999}},
 	})
-	want := map[string]bool{"every nprobe": false, "learned rotation": true, "distilled PQ >=": false}
+	want := map[string]bool{"every nprobe": false, "learned rotation": true, "distilled PQ >=": false, "h: HNSW": true, "g: HNSW": false}
 	if len(ts) != len(want) {
 		t.Fatalf("%d targets: %+v", len(ts), ts)
 	}
@@ -1980,11 +2062,18 @@ func TestRecallTargets(t *testing.T) {
 			}
 		}
 	}
+	for _, tg := range ts {
+		if strings.HasPrefix(tg.Target, "h: HNSW") && !strings.Contains(tg.Value, "-0.0049 at nprobe 16 (0.6001 against 0.6050); 1-query QPS 12 against 6") {
+			t.Errorf("HNSW: %s", tg.Value)
+		}
+	}
 	if !strings.Contains(ts[0].Value, "-0.0100 (nprobe 2)") {
 		t.Errorf("every nprobe: %s", ts[0].Value)
 	}
 	// A flat index is measured once, whatever the nprobes asked.
-	if v := ts[len(ts)-1].Value; !strings.Contains(v, "+0.0490 (0.5490 against 0.5000)") {
-		t.Errorf("flat PQ: %s", v)
+	for _, tg := range ts {
+		if strings.HasPrefix(tg.Target, "c: distilled PQ") && !strings.Contains(tg.Value, "+0.0490 (0.5490 against 0.5000)") {
+			t.Errorf("flat PQ: %s", tg.Value)
+		}
 	}
 }
