@@ -45,7 +45,7 @@ func (a *adam) state() AdamState {
 
 func (a *adam) restore(s AdamState) error {
 	if len(s.M) != len(a.m) || len(s.V) != len(a.v) || s.T < 0 {
-		return fmt.Errorf("optimiser state for %d parameters, want %d", len(s.M), len(a.m))
+		return fmt.Errorf("optimiser state for %d parameters and %d second moments, want %d and %d", len(s.M), len(s.V), len(a.m), len(a.v))
 	}
 	a.t = s.T
 	copy(a.m, s.M)

@@ -761,8 +761,12 @@ type adam struct {
 	c1, c2 float64
 }
 
-func newAdam(n int, lr float64) *adam {
-	return &adam{lr: lr, m: make([]float64, n), v: make([]float64, n), b1: 0.9, b2: 0.999, eps: 1e-8}
+func newAdam(n int, lr float64) *adam { return newAdamMoments(n, n, lr) }
+
+// newAdamMoments is an Adam for n parameters with nv second moments: n
+// (one each, update's) or 1 (one for them all, matrixDirection's).
+func newAdamMoments(n, nv int, lr float64) *adam {
+	return &adam{lr: lr, m: make([]float64, n), v: make([]float64, nv), b1: 0.9, b2: 0.999, eps: 1e-8}
 }
 
 // begin counts a step and its bias corrections; update then moves each

@@ -49,11 +49,12 @@ import (
 // nprobe 1 / 4 / 16 was .3352 / .4940 / .5688 at 3e-4 and .3340 / .4932 /
 // .5658 at 1e-3, against .3292 / .4877 / .5669 with the rotation frozen;
 // 3e-3 validated worse than 1e-3 from epoch 2 on (all with the
-// element-wise second moment). With the whole-matrix second moment
-// (2026-12-04, against the frozen rotation, nprobe 1 / 4 / nlist/16): 30k
-// x 512 .3100 / .4827 / .5344 against .3091 / .4782 / .5313 (element-wise:
-// .3028 / .4735 / .5262); GloVe 100k .3355 / .4932 / .5640 against .3360 /
-// .4901 / .5669 (element-wise: .3356 / .4925 / .5669).
+// element-wise second moment, on the machine of 2026-12-03). With the
+// whole-matrix second moment (2026-12-04, another machine, against the
+// frozen rotation built there, nprobe 1 / 4 / nlist/16): 30k x 512 .3100 /
+// .4827 / .5344 against .3091 / .4683 / .5217 (element-wise, 2026-12-03:
+// .3028 / .4735 / .5262 against .3091 / .4782 / .5313); GloVe 100k .3355 /
+// .4932 / .5640 against .3373 / .4901 / .5624.
 const DefaultLRRotation = 3e-4
 
 // rotationLearner holds the rotation being learned and its optimiser.
@@ -66,7 +67,7 @@ type rotationLearner struct {
 }
 
 func newRotationLearner(init []float32, d int, lr float64) *rotationLearner {
-	r := &rotationLearner{d: d, R: make([]float32, d*d), opt: newAdam(d*d, lr), lr: lr, dir: make([]float64, d*d)}
+	r := &rotationLearner{d: d, R: make([]float32, d*d), opt: newAdamMoments(d*d, 1, lr), lr: lr, dir: make([]float64, d*d)}
 	if init != nil {
 		copy(r.R, init)
 	} else {
@@ -119,7 +120,7 @@ func (r *rotationLearner) step(g []float64, scale float64) {
 // matrixDirection updates the moments with the gradient g and writes
 // Adam's step direction, the bias-corrected m / (√v + ε), into out (the
 // update step would subtract lr times it), with one second moment v for
-// all of g, the mean of its squares, kept in v[0].
+// all of g, the mean of its squares (a's only one, v[0]).
 func (a *adam) matrixDirection(g, out []float64) {
 	a.t++
 	c1 := 1 - math.Pow(a.b1, float64(a.t))
