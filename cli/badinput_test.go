@@ -169,6 +169,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"build", "--no-such-flag"},
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nbits", "9"},
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--nlist", "-3"},
+		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--opq", "--lr-rotation", "1e-3"},
 		// Stray words: urfave/cli would leave them unread.
 		{"build", "--docs", gloveDocs, "-o", "x.faiss", "--opq", "bogus"},
 		{"search", "--index", "x.faiss", "--queries", gloveQ, "extra"},
