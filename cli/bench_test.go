@@ -260,7 +260,9 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 	// either's R10@10 at nlist/16 by .005 (2026-12-04: frozen .5665 /
 	// .5694 / .5717 at seeds 1 / 2 / 3), half the .01 the learned one must
 	// gain.
-	rotationSeeds := map[string][]uint64{"distilled OPQ+IVFPQ": {1, 2, 3}, learnedRotation: {1, 2, 3}}
+	rotationSeeds := func(learned string) map[string][]uint64 {
+		return map[string][]uint64{"distilled OPQ+IVFPQ": {1, 2, 3}, learned: {1, 2, 3}}
+	}
 	// GloVe 100k made by testdata/glove.py (make bench does it): the issue's
 	// setting, raw vectors with inner product and cosine-normalised.
 	if want("glove100k") {
@@ -276,7 +278,7 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 				{"k-means IVFFlat", []string{"--index", "ivfflat", "--train", "kmeans"}},
 				{"distilled IVFFlat", []string{"--index", "ivfflat", "--train", "distill"}},
 			},
-			Seeds: rotationSeeds}
+			Seeds: rotationSeeds(learnedRotation)}
 		// d = 100: 4-bit codes of 25 bytes (M 50) against 8-bit IVFPQ M 25.
 		gl.Builds = append(gl.Builds, benchBuild{"FAISS IVFPQ M25", with(pq(25), "--train", "faiss")},
 			benchBuild{"distilled IVFPQ M25", with(pq(25), "--train", "distill")})
@@ -293,6 +295,7 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 	// IVFPQ nlist 256, M 16, inner product, pseudo-queries only.
 	if want("syn512") {
 		l := os.Getenv("DISTILLVQ_BENCH_SYN512")
+		learned := learnedRotation + " (--lr-rotation 2e-3)"
 		cases = append(cases, benchCase{Section: "syn512", Data: syn512Case, Docs: l + "/docs", Queries: l + "/queries.npy", Metric: "ip", Nlist: 256,
 			Builds: []benchBuild{
 				{"FAISS IVFPQ", with(pq(16), "--train", "faiss")},
@@ -304,9 +307,9 @@ func benchCases(t *testing.T, dir string, want func(string) bool) []benchCase {
 				// (seeds 1-3 at nlist/16: 3e-4 +.0077 over frozen, 1e-3
 				// +.0097, 2e-3 +.0114, 3e-3 +.0104), which on GloVe 100k
 				// costs .006 (.5634 against .5692 frozen).
-				{learnedRotation + " (--lr-rotation 2e-3)", with(pq(16), "--train", "distill", "--opq", "learn", "--lr-rotation", "2e-3")},
+				{learned, with(pq(16), "--train", "distill", "--opq", "learn", "--lr-rotation", "2e-3")},
 			},
-			Seeds: map[string][]uint64{"distilled OPQ+IVFPQ": {1, 2, 3}, learnedRotation + " (--lr-rotation 2e-3)": {1, 2, 3}}})
+			Seeds: rotationSeeds(learned)})
 	}
 	// Every GloVe word (pseudo-queries only, as the phase section): issue
 	// 14's kinds at the section's nlist, and the HNSW quantizer against the
